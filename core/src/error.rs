@@ -1,0 +1,109 @@
+//! The core's error type: one enum, so the FFI and the server map it in one place each.
+//!
+//! Variants fall in two groups: the caller's mistakes (an invalid action or input,
+//! reported with what was wrong and nothing changed) and the environment's failures
+//! (storage, a corrupt document), which carry their source.
+
+use crate::model::{Stage, StepNumber};
+
+/// Everything the device core can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An id string that is not a well-formed id of its kind.
+    #[error(
+        "malformed {kind} id {value:?}: expected a UUID such as 0192f1c4-7d1e-7c3a-9f1b-2a3b4c5d6e7f"
+    )]
+    InvalidId { kind: &'static str, value: String },
+
+    /// Input that fails validation (empty text, coordinates out of range, …).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    #[error("no journey {0} in this store")]
+    UnknownJourney(String),
+
+    #[error("unknown location {0}: register it with upsert_location before using it")]
+    UnknownLocation(String),
+
+    #[error("journey {0} already exists")]
+    JourneyExists(String),
+
+    /// The stage only moves forward (MORNING_PREP → … → AUDITED).
+    #[error("the stage cannot move from {from} to {to}: stages only move forward")]
+    StageNotForward { from: Stage, to: Stage },
+
+    #[error("step {0} is already started")]
+    StepAlreadyStarted(StepNumber),
+
+    #[error("step {0} is not started yet: start it before completing it")]
+    StepNotStarted(StepNumber),
+
+    #[error("step {0} is already completed")]
+    StepAlreadyCompleted(StepNumber),
+
+    #[error("step {0} is already approved")]
+    StepAlreadyApproved(StepNumber),
+
+    #[error("step {0} must be completed before it is approved")]
+    StepNotCompleted(StepNumber),
+
+    #[error("no activity {activity} in step {step}")]
+    UnknownActivity { step: StepNumber, activity: String },
+
+    #[error("activity {0} is not a checklist")]
+    NotAChecklist(String),
+
+    #[error("checklist {activity} has no item {item:?}")]
+    UnknownChecklistItem { activity: String, item: String },
+
+    #[error("user {0} is not assigned to this journey")]
+    NotAssigned(String),
+
+    /// Every write is attributed; the app must say who is acting first.
+    #[error("no active user: call set_active_user before writing")]
+    NoActiveUser,
+
+    /// The device's disk is full. Nothing was written; the app should tell the crew.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+
+    /// A document that cannot be decoded or does not have the journey shape.
+    #[error("corrupt journey document {journey}: {reason}")]
+    CorruptDocument { journey: String, reason: String },
+
+    #[error("database error: {0}")]
+    Sqlite(rusqlite::Error),
+
+    #[error("database migration failed: {0}")]
+    Migration(#[from] rusqlite_migration::Error),
+
+    #[error("automerge error: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+
+    #[error("automerge could not decode a change: {0}")]
+    ChangeDecode(#[from] automerge::LoadChangeError),
+
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        // SQLITE_FULL gets its own variant: it is the one storage failure the crew can fix.
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull(e.to_string()),
+            _ => Error::Sqlite(e),
+        }
+    }
+}
+
+impl From<autosurgeon::ReconcileError> for Error {
+    fn from(e: autosurgeon::ReconcileError) -> Self {
+        match e {
+            autosurgeon::ReconcileError::Automerge(e) => Error::Automerge(e),
+            other => Error::InvalidInput(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

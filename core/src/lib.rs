@@ -1,0 +1,19 @@
+//! crewsync-core: the crew device's side of crewsync.
+//!
+//! Anatomy (one module, one job):
+//! - [`model`] — the journey model the app reads (owned, FFI-shaped types);
+//! - [`ids`] — typed UUID ids, parsed once at the boundary;
+//! - [`document`] — a journey as an automerge document: layout, actions, merge rules (pure);
+//! - [`store`] — the device's SQLite store: documents, outbox, journey list, GPS buffer;
+//! - [`error`] — the one error enum.
+
+pub mod document;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod store;
+
+pub use document::actions::JourneyAction;
+pub use document::origin::{ChangeMessage, ChangeOrigin};
+pub use error::{Error, Result};
+pub use store::{DeviceStore, StoreOptions};

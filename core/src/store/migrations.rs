@@ -1,0 +1,30 @@
+//! The device schema's versions, tracked in `PRAGMA user_version`.
+//!
+//! Each migration runs in one transaction with the version bump (rusqlite_migration),
+//! so a crash mid-migration leaves the file at the old version or the new one, never
+//! between. A store newer than this build refuses to open instead of guessing.
+
+use rusqlite_migration::{M, Migrations};
+
+/// Every version in order. Append only; released files are never edited.
+pub const MIGRATIONS: &[M<'static>] = &[
+    M::up(include_str!("sql/001_device_store.sql")),
+    M::up(include_str!("sql/002_sync_and_media.sql")),
+];
+
+pub fn migrations() -> Migrations<'static> {
+    Migrations::from_slice(MIGRATIONS)
+}
+
+/// The version a fresh store is created at.
+pub const LATEST_VERSION: usize = MIGRATIONS.len();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_valid() {
+        migrations().validate().unwrap();
+    }
+}

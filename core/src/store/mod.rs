@@ -1,0 +1,745 @@
+//! The device store: one SQLite file per device holding journey documents, the outbox
+//! of unacknowledged changes, the journey list, and the GPS buffer.
+//!
+//! Concurrency: one writer connection behind a mutex, every write in a
+//! `BEGIN IMMEDIATE` transaction (a deferred transaction upgraded to a write can hit
+//! SQLITE_BUSY that no busy timeout fixes); a separate read-only connection serves the
+//! journey list so a list never waits behind a write. Loaded documents are kept in a
+//! small LRU cache under the writer lock.
+//!
+//! Every action returns only after its change is committed with `synchronous = FULL`
+//! (see `connection`). If persisting fails, the cached document, which already holds
+//! the change in memory, is dropped, so memory never runs ahead of disk.
+
+mod connection;
+mod documents;
+mod gps_buffer;
+pub mod migrations;
+mod outbox;
+mod summary;
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use automerge::{ActorId, Change, ChangeHash};
+use chrono::{DateTime, NaiveDate, Utc};
+use lru::LruCache;
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+pub use self::outbox::OutboxEntry;
+use crate::document::actions::JourneyAction;
+use crate::document::origin::ChangeOrigin;
+use crate::document::{JourneyDocument, gps};
+use crate::error::{Error, Result};
+use crate::ids::{ActivityId, DeviceId, EntryId, JourneyId, LocationId, UserId};
+use crate::model::{
+    ActiveUser, ActivityKind, GpsPoint, Journey, JourneySummary, Location, NewEntry, NewJourney,
+    Role, Stage, StepNumber, Timestamp,
+};
+
+/// Tunables; the defaults suit a phone.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Compact a document once this many change rows follow its snapshot.
+    pub compact_after_changes: usize,
+    /// Documents kept loaded in memory.
+    pub cache_capacity: usize,
+    /// GPS fixes per batch change.
+    pub gps_batch_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            compact_after_changes: 500,
+            cache_capacity: 16,
+            gps_batch_size: gps::BATCH_SIZE,
+        }
+    }
+}
+
+/// What applying a batch of received changes did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteApplied {
+    /// Changes stored that were new to this device.
+    pub new: usize,
+    /// Changes automerge holds back until their dependencies arrive (kept on disk).
+    pub held: usize,
+}
+
+struct CachedDocument {
+    doc: JourneyDocument,
+    /// Change rows on disk after the snapshot.
+    uncompacted: usize,
+}
+
+struct Writer {
+    conn: Connection,
+    cache: LruCache<JourneyId, CachedDocument>,
+}
+
+/// The crew device's store. Shared as `Arc<DeviceStore>`; every method takes `&self`
+/// and is safe to call from any thread.
+pub struct DeviceStore {
+    path: PathBuf,
+    device_id: DeviceId,
+    actor: ActorId,
+    options: StoreOptions,
+    writer: Mutex<Writer>,
+    reader: Mutex<Connection>,
+    active_user: Mutex<Option<ActiveUser>>,
+}
+
+impl std::fmt::Debug for DeviceStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceStore")
+            .field("path", &self.path)
+            .field("device_id", &self.device_id)
+            .field("actor", &self.actor.to_hex_string())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceStore {
+    /// Opens (creating or upgrading) the store at `path`. Each open writes with a fresh
+    /// automerge actor id: reusing one on two copies of a document forks its history.
+    pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<Arc<Self>> {
+        let path = path.as_ref().to_path_buf();
+        let mut conn = connection::open_writer(&path)?;
+        let actor = ActorId::random();
+        let device_id = {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'device_id'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let device_id = match existing {
+                Some(id) => id.parse()?,
+                None => {
+                    let id = DeviceId::new();
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('device_id', ?1)",
+                        [id.to_string()],
+                    )?;
+                    id
+                }
+            };
+            tx.execute(
+                "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
+                params![actor.to_bytes(), now_ms()],
+            )?;
+            tx.commit()?;
+            device_id
+        };
+        let reader = connection::open_reader(&path)?;
+        let capacity =
+            NonZeroUsize::new(options.cache_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Ok(Arc::new(Self {
+            path,
+            device_id,
+            actor,
+            options,
+            writer: Mutex::new(Writer {
+                conn,
+                cache: LruCache::new(capacity),
+            }),
+            reader: Mutex::new(reader),
+            active_user: Mutex::new(None),
+        }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// This install's id, created on first open and kept for the life of the file.
+    pub fn device_id(&self) -> DeviceId {
+        self.device_id
+    }
+
+    /// The automerge actor id this open writes with.
+    pub fn actor_id(&self) -> String {
+        self.actor.to_hex_string()
+    }
+
+    /// Sets who is acting on this device. Before another user takes over, the
+    /// previous user's buffered GPS fixes are folded into their journeys under their
+    /// own name, so nothing they recorded is attributed to someone else.
+    pub fn set_active_user(&self, user: Option<ActiveUser>) -> Result<()> {
+        let previous = self.active_user()?;
+        if let Some(previous) = previous
+            && user.as_ref() != Some(&previous)
+        {
+            let journeys =
+                gps_buffer::journeys_with_pending(&self.lock_writer()?.conn, previous.user_id)?;
+            for journey in journeys {
+                self.flush_gps_as(journey, &previous)?;
+            }
+        }
+        *lock(&self.active_user)? = user;
+        Ok(())
+    }
+
+    pub fn active_user(&self) -> Result<Option<ActiveUser>> {
+        Ok(lock(&self.active_user)?.clone())
+    }
+
+    /// Registers or updates a location (its timezone decides which day is "today").
+    pub fn upsert_location(&self, location: &Location) -> Result<()> {
+        location.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            Error::InvalidInput(format!("unknown IANA timezone {:?}", location.timezone))
+        })?;
+        let mut writer = self.lock_writer()?;
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO locations (id, client_id, name, timezone) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET client_id = excluded.client_id,
+                 name = excluded.name, timezone = excluded.timezone",
+            params![
+                location.id.to_string(),
+                location.client_id.to_string(),
+                location.name,
+                location.timezone
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Creates a journey at a known location.
+    pub fn create_journey(&self, new: &NewJourney) -> Result<JourneyId> {
+        let origin = self.origin()?;
+        let mut writer = self.lock_writer()?;
+        let timezone = location_timezone(&writer.conn, new.location_id)?;
+        if let Some(id) = new.id
+            && documents::exists(&writer.conn, id)?
+        {
+            return Err(Error::JourneyExists(id.to_string()));
+        }
+        let (doc, change) = JourneyDocument::create(
+            new,
+            &timezone,
+            &origin,
+            Timestamp::now(),
+            self.actor.clone(),
+        )?;
+        let id = doc.id();
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        documents::insert_document(&tx, id)?;
+        record_local_change(&tx, &doc, &change, origin.user_id)?;
+        tx.commit()?;
+        writer.cache.put(
+            id,
+            CachedDocument {
+                doc,
+                uncompacted: 1,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Applies any action to a journey as one durable change.
+    pub fn apply(&self, journey: JourneyId, action: &JourneyAction) -> Result<()> {
+        let origin = self.origin()?;
+        self.commit(journey, action, &origin, |_| Ok(()))
+    }
+
+    pub fn advance_stage(&self, journey: JourneyId, to: Stage) -> Result<()> {
+        self.apply(journey, &JourneyAction::AdvanceStage { to })
+    }
+
+    pub fn start_step(&self, journey: JourneyId, step: StepNumber) -> Result<()> {
+        self.apply(journey, &JourneyAction::StartStep { step })
+    }
+
+    pub fn complete_step(&self, journey: JourneyId, step: StepNumber) -> Result<()> {
+        self.apply(journey, &JourneyAction::CompleteStep { step })
+    }
+
+    pub fn approve_step(
+        &self,
+        journey: JourneyId,
+        step: StepNumber,
+        comment: Option<String>,
+    ) -> Result<()> {
+        self.apply(journey, &JourneyAction::ApproveStep { step, comment })
+    }
+
+    /// Adds a checklist to a step; returns its activity id.
+    pub fn add_checklist(
+        &self,
+        journey: JourneyId,
+        step: StepNumber,
+        title: &str,
+        items: Vec<String>,
+    ) -> Result<ActivityId> {
+        let activity = ActivityId::new();
+        self.apply(
+            journey,
+            &JourneyAction::AddChecklist {
+                step,
+                activity,
+                title: title.to_owned(),
+                items,
+            },
+        )?;
+        Ok(activity)
+    }
+
+    /// Ticks (or unticks) a checklist item.
+    pub fn set_checklist_item(
+        &self,
+        journey: JourneyId,
+        step: StepNumber,
+        activity: ActivityId,
+        item: &str,
+        checked: bool,
+    ) -> Result<()> {
+        self.apply(
+            journey,
+            &JourneyAction::SetChecklistItem {
+                step,
+                activity,
+                item: item.to_owned(),
+                checked,
+            },
+        )
+    }
+
+    /// Adds a non-checklist activity (note, photo, video, approval, signature) to a step.
+    pub fn add_activity(
+        &self,
+        journey: JourneyId,
+        step: StepNumber,
+        kind: ActivityKind,
+        title: Option<String>,
+        text: Option<String>,
+    ) -> Result<ActivityId> {
+        let activity = ActivityId::new();
+        self.apply(
+            journey,
+            &JourneyAction::AddActivity {
+                step,
+                activity,
+                kind,
+                title,
+                text,
+                media_id: None,
+            },
+        )?;
+        Ok(activity)
+    }
+
+    /// Appends a journey note; returns its id.
+    pub fn add_note(&self, journey: JourneyId, text: &str) -> Result<EntryId> {
+        let note = EntryId::new();
+        self.apply(
+            journey,
+            &JourneyAction::AddNote {
+                note,
+                text: text.to_owned(),
+            },
+        )?;
+        Ok(note)
+    }
+
+    pub fn assign_crew(&self, journey: JourneyId, user: UserId, role: Role) -> Result<()> {
+        self.apply(journey, &JourneyAction::AssignCrew { user, role })
+    }
+
+    pub fn unassign_crew(&self, journey: JourneyId, user: UserId) -> Result<()> {
+        self.apply(journey, &JourneyAction::UnassignCrew { user })
+    }
+
+    pub fn set_truck_number(&self, journey: JourneyId, truck_number: Option<String>) -> Result<()> {
+        self.apply(journey, &JourneyAction::SetTruckNumber { truck_number })
+    }
+
+    pub fn set_times(
+        &self,
+        journey: JourneyId,
+        start: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<()> {
+        self.apply(journey, &JourneyAction::SetTimes { start, end })
+    }
+
+    /// Adds an entry to the journey's stream; returns its id.
+    pub fn add_entry(&self, journey: JourneyId, entry: NewEntry) -> Result<EntryId> {
+        let id = EntryId::new();
+        self.apply(journey, &JourneyAction::AddEntry { id, entry })?;
+        Ok(id)
+    }
+
+    /// Adds GPS points the app has already batched, as one change.
+    pub fn add_gps_points(&self, journey: JourneyId, points: Vec<GpsPoint>) -> Result<()> {
+        self.apply(
+            journey,
+            &JourneyAction::AddGpsBatch {
+                batch: EntryId::new(),
+                points,
+            },
+        )
+    }
+
+    /// Records one GPS fix durably. Fixes are folded into the journey document a batch
+    /// at a time (`gps_batch_size`), so a day of fixes costs ~150 changes, not ~4,300.
+    pub fn record_gps_point(&self, journey: JourneyId, point: GpsPoint) -> Result<()> {
+        point.validate()?;
+        let user = self.require_active_user()?;
+        let pending = {
+            let mut writer = self.lock_writer()?;
+            if !documents::exists(&writer.conn, journey)? {
+                return Err(Error::UnknownJourney(journey.to_string()));
+            }
+            let tx = writer
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let pending = gps_buffer::push(&tx, journey, user.user_id, &point)?;
+            tx.commit()?;
+            pending
+        };
+        if pending >= self.options.gps_batch_size {
+            self.flush_gps_as(journey, &user)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the active user's buffered fixes for `journey` into the document now
+    /// (before a sync, or when the journey ends).
+    pub fn flush_gps(&self, journey: JourneyId) -> Result<()> {
+        let user = self.require_active_user()?;
+        self.flush_gps_as(journey, &user)
+    }
+
+    fn flush_gps_as(&self, journey: JourneyId, user: &ActiveUser) -> Result<()> {
+        let (points, last_id) =
+            gps_buffer::pending(&self.lock_writer()?.conn, journey, user.user_id)?;
+        let Some(last_id) = last_id else {
+            return Ok(());
+        };
+        let origin = self.origin_for(user);
+        let action = JourneyAction::AddGpsBatch {
+            batch: EntryId::new(),
+            points,
+        };
+        self.commit(journey, &action, &origin, |tx| {
+            gps_buffer::remove_through(tx, journey, user.user_id, last_id)
+        })
+    }
+
+    /// Reads a whole journey.
+    pub fn journey(&self, journey: JourneyId) -> Result<Journey> {
+        self.with_document(journey, |doc| doc.view())
+    }
+
+    /// A journey's whole GPS track in time order, including fixes not yet batched.
+    pub fn gps_track(&self, journey: JourneyId) -> Result<Vec<GpsPoint>> {
+        let mut track = self.with_document(journey, |doc| doc.gps_track())?;
+        let writer = self.lock_writer()?;
+        let mut stmt = writer
+            .conn
+            .prepare_cached("SELECT point FROM gps_pending WHERE journey_id = ?1 ORDER BY id")?;
+        let rows = stmt.query_map([journey.to_string()], |row| row.get::<_, Vec<u8>>(0))?;
+        for row in rows {
+            let point: GpsPoint = rmp_serde::from_slice(&row?)
+                .map_err(|e| Error::InvalidInput(format!("unreadable GPS row: {e}")))?;
+            track.push(point);
+        }
+        track.sort_by_key(|p| p.at);
+        Ok(track)
+    }
+
+    /// Every value a document key holds (several after concurrent writes), winner first.
+    pub fn values_at(
+        &self,
+        journey: JourneyId,
+        path: &[&str],
+    ) -> Result<Vec<automerge::Value<'static>>> {
+        self.with_document(journey, |doc| doc.values_at(path))
+    }
+
+    /// Runs `read` on the loaded document (loading it if needed).
+    pub fn with_document<T>(
+        &self,
+        journey: JourneyId,
+        read: impl FnOnce(&JourneyDocument) -> Result<T>,
+    ) -> Result<T> {
+        let mut writer = self.lock_writer()?;
+        let cached = writer.load(journey, &self.actor)?;
+        read(&cached.doc)
+    }
+
+    /// A location's journeys on a calendar day (in the location's timezone).
+    pub fn list_journeys(
+        &self,
+        location: LocationId,
+        date: NaiveDate,
+    ) -> Result<Vec<JourneySummary>> {
+        summary::list(&*lock(&self.reader)?, location, date)
+    }
+
+    /// A location's journeys for "today" at `now`, where today is the location's
+    /// calendar day (a Halifax crew at 23:30 is on a different day than Vancouver).
+    pub fn list_journeys_today(
+        &self,
+        location: LocationId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JourneySummary>> {
+        let reader = lock(&self.reader)?;
+        let timezone = location_timezone(&reader, location)?;
+        let tz: chrono_tz::Tz = timezone
+            .parse()
+            .map_err(|_| Error::InvalidInput(format!("unknown IANA timezone {timezone:?}")))?;
+        summary::list(&reader, location, now.with_timezone(&tz).date_naive())
+    }
+
+    /// Stores and applies changes received from elsewhere, in one batch and one
+    /// transaction. Nothing is stored if any change fails to decode. Re-delivered
+    /// changes are no-ops; changes with missing dependencies are kept and held.
+    pub fn apply_remote_changes(
+        &self,
+        journey: JourneyId,
+        changes: Vec<Vec<u8>>,
+    ) -> Result<RemoteApplied> {
+        let decoded = changes
+            .into_iter()
+            .map(Change::from_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut writer = self.lock_writer()?;
+        let Writer { conn, cache } = &mut *writer;
+        if !documents::exists(conn, journey)? {
+            let doc = JourneyDocument::load(journey, None, Vec::new(), self.actor.clone())?;
+            cache.put(
+                journey,
+                CachedDocument {
+                    doc,
+                    uncompacted: 0,
+                },
+            );
+        }
+        let cached = load_into(cache, conn, journey, &self.actor)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        documents::insert_document(&tx, journey)?;
+        let mut new = 0;
+        for change in &decoded {
+            if documents::insert_change(&tx, journey, &change.hash(), change.raw_bytes())? {
+                new += 1;
+            }
+        }
+        let applied = cached.doc.apply_changes(decoded.clone()).and_then(|()| {
+            summary::refresh(&tx, &cached.doc, now_ms())?;
+            Ok(())
+        });
+        let result = applied.and_then(|()| Ok(tx.commit()?));
+        if let Err(e) = result {
+            cache.pop(&journey);
+            return Err(e);
+        }
+        cached.uncompacted += new;
+        let held = decoded
+            .iter()
+            .filter(|c| !cached.doc.has_change(&c.hash()))
+            .count();
+        Ok(RemoteApplied { new, held })
+    }
+
+    /// The changes a peer at `heads` lacks, as raw bytes.
+    pub fn changes_since(&self, journey: JourneyId, heads: &[ChangeHash]) -> Result<Vec<Vec<u8>>> {
+        self.with_document(journey, |doc| {
+            Ok(doc
+                .changes_since(heads)
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect())
+        })
+    }
+
+    pub fn heads(&self, journey: JourneyId) -> Result<Vec<ChangeHash>> {
+        self.with_document(journey, |doc| Ok(doc.heads()))
+    }
+
+    /// The oldest unacknowledged local changes.
+    pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
+        outbox::peek(&self.lock_writer()?.conn, limit)
+    }
+
+    pub fn outbox_len(&self) -> Result<u64> {
+        outbox::len(&self.lock_writer()?.conn)
+    }
+
+    /// Clears changes a server has acknowledged as durable. Returns how many left.
+    pub fn acknowledge(&self, hashes: &[ChangeHash]) -> Result<usize> {
+        let mut writer = self.lock_writer()?;
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let removed = outbox::acknowledge(&tx, hashes)?;
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Folds a journey's stored changes into a snapshot now. Returns the change rows left.
+    pub fn compact(&self, journey: JourneyId) -> Result<usize> {
+        let mut writer = self.lock_writer()?;
+        let Writer { conn, cache } = &mut *writer;
+        let cached = load_into(cache, conn, journey, &self.actor)?;
+        let remaining = documents::compact(conn, &cached.doc, now_ms())?;
+        cached.uncompacted = remaining;
+        Ok(remaining)
+    }
+
+    /// Every journey id in the store.
+    pub fn journey_ids(&self) -> Result<Vec<JourneyId>> {
+        let reader = lock(&self.reader)?;
+        let mut stmt =
+            reader.prepare_cached("SELECT journey_id FROM documents ORDER BY journey_id")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|row| row?.parse()).collect()
+    }
+
+    /// SQLite's own consistency check; `Ok` only when it answers "ok".
+    pub fn integrity_check(&self) -> Result<()> {
+        let reader = lock(&self.reader)?;
+        let answer: String = reader.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+        if answer == "ok" {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!("integrity_check: {answer}")))
+        }
+    }
+
+    /// Applies `action` as `origin`, then persists the change together with whatever
+    /// `also` writes, in one transaction.
+    fn commit(
+        &self,
+        journey: JourneyId,
+        action: &JourneyAction,
+        origin: &ChangeOrigin,
+        also: impl FnOnce(&Transaction<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        let Writer { conn, cache } = &mut *writer;
+        let cached = load_into(cache, conn, journey, &self.actor)?;
+        let Some(change) = cached.doc.apply(action, origin, Timestamp::now())? else {
+            return Ok(());
+        };
+        let persisted = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            record_local_change(&tx, &cached.doc, &change, origin.user_id)?;
+            also(&tx)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = persisted {
+            // The in-memory document already has the change; drop it so the next read
+            // reloads what is actually on disk.
+            cache.pop(&journey);
+            return Err(e);
+        }
+        cached.uncompacted += 1;
+        if cached.uncompacted >= self.options.compact_after_changes {
+            // Best effort: a failed compaction leaves the change rows, which are enough.
+            match documents::compact(conn, &cached.doc, now_ms()) {
+                Ok(remaining) => cached.uncompacted = remaining,
+                Err(e) => tracing::warn!(%journey, error = %e, "compaction failed; will retry"),
+            }
+        }
+        Ok(())
+    }
+
+    fn origin(&self) -> Result<ChangeOrigin> {
+        Ok(self.origin_for(&self.require_active_user()?))
+    }
+
+    fn origin_for(&self, user: &ActiveUser) -> ChangeOrigin {
+        ChangeOrigin {
+            user_id: user.user_id,
+            role: user.role,
+            device_id: self.device_id,
+        }
+    }
+
+    fn require_active_user(&self) -> Result<ActiveUser> {
+        self.active_user()?.ok_or(Error::NoActiveUser)
+    }
+
+    fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        match self.writer.lock() {
+            Ok(guard) => Ok(guard),
+            Err(poisoned) => {
+                // A panic while holding the lock may have left a cached document ahead
+                // of disk; forget the cache and carry on from what is durable.
+                let mut guard = poisoned.into_inner();
+                guard.cache.clear();
+                self.writer.clear_poison();
+                Ok(guard)
+            }
+        }
+    }
+}
+
+impl Writer {
+    fn load(&mut self, journey: JourneyId, actor: &ActorId) -> Result<&mut CachedDocument> {
+        load_into(&mut self.cache, &self.conn, journey, actor)
+    }
+}
+
+fn load_into<'c>(
+    cache: &'c mut LruCache<JourneyId, CachedDocument>,
+    conn: &Connection,
+    journey: JourneyId,
+    actor: &ActorId,
+) -> Result<&'c mut CachedDocument> {
+    if !cache.contains(&journey) {
+        let (doc, uncompacted) = documents::load(conn, journey, actor.clone())?;
+        cache.put(journey, CachedDocument { doc, uncompacted });
+    }
+    cache
+        .get_mut(&journey)
+        .ok_or_else(|| Error::UnknownJourney(journey.to_string()))
+}
+
+/// Writes a local change: its row, its outbox entry, and the refreshed summary.
+fn record_local_change(
+    tx: &Transaction<'_>,
+    doc: &JourneyDocument,
+    change: &Change,
+    author: UserId,
+) -> Result<()> {
+    let now = now_ms();
+    let hash = change.hash();
+    documents::insert_change(tx, doc.id(), &hash, change.raw_bytes())?;
+    outbox::push(tx, doc.id(), &hash, change.raw_bytes(), author, now)?;
+    summary::refresh(tx, doc, now)
+}
+
+fn location_timezone(conn: &Connection, location: LocationId) -> Result<String> {
+    conn.query_row(
+        "SELECT timezone FROM locations WHERE id = ?1",
+        [location.to_string()],
+        |row| row.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::UnknownLocation(location.to_string()))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
+    // The guarded values here (a read connection, the active user) stay valid after
+    // a panic elsewhere, so a poisoned lock is simply taken over.
+    Ok(mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()))
+}
+
+fn now_ms() -> i64 {
+    Timestamp::now().millis()
+}
