@@ -18,13 +18,3 @@ pub fn migrations() -> Migrations<'static> {
 
 /// The version a fresh store is created at.
 pub const LATEST_VERSION: usize = MIGRATIONS.len();
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_are_valid() {
-        migrations().validate().unwrap();
-    }
-}

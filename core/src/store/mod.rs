@@ -530,7 +530,9 @@ impl DeviceStore {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         documents::insert_document(&tx, journey)?;
         let mut new = 0;
-        for change in &decoded {
+        for change in decoded.iter().filter(|c| !cached.doc.has_change(&c.hash())) {
+            // A change already folded into the document needs no row (it may have been
+            // compacted away); a held one is already stored and is ignored here.
             if documents::insert_change(&tx, journey, &change.hash(), change.raw_bytes())? {
                 new += 1;
             }
