@@ -363,32 +363,71 @@ fn recorded_gps_fixes_are_durable_and_batched() {
 }
 
 #[test]
-fn another_users_buffered_fixes_keep_their_author() {
+fn buffered_fixes_keep_their_recorder_across_a_restart_and_a_new_user() {
     let d = device(Role::Driver);
     let j = d
         .store
         .create_journey(&new_journey(&toronto(), day()))
         .unwrap();
-    d.store
-        .record_gps_point(
-            j,
-            GpsPoint {
-                lat: 1.0,
-                lon: 2.0,
-                accuracy_m: None,
-                at: Timestamp(5),
-            },
-        )
-        .unwrap();
+    for i in 0..3 {
+        d.store
+            .record_gps_point(
+                j,
+                GpsPoint {
+                    lat: 1.0,
+                    lon: 2.0,
+                    accuracy_m: None,
+                    at: Timestamp(i),
+                },
+            )
+            .unwrap();
+    }
+    // The app dies; another crew member signs in on the same tablet and records too.
+    let path = d.store.path().to_path_buf();
+    drop(d.store);
+    let store = crewsync_core::DeviceStore::open(&path, Default::default()).unwrap();
     let second = crewsync_core::model::ActiveUser {
         user_id: UserId::new(),
         role: Role::Mover,
     };
-    d.store.set_active_user(Some(second)).unwrap();
-    let outbox = d.store.outbox(10).unwrap();
-    assert_eq!(outbox.len(), 2);
+    store.set_active_user(Some(second.clone())).unwrap();
+    store
+        .record_gps_point(
+            j,
+            GpsPoint {
+                lat: 1.5,
+                lon: 2.5,
+                accuracy_m: None,
+                at: Timestamp(9),
+            },
+        )
+        .unwrap();
+    store.flush_gps(j).unwrap();
+
     assert_eq!(
-        outbox[1].author, d.user.user_id,
-        "the batch is the first user's"
+        store.journey(j).unwrap().gps_point_count,
+        4,
+        "nothing stranded in the buffer"
+    );
+    let outbox = store.outbox(10).unwrap();
+    let authors: Vec<_> = outbox[1..].iter().map(|e| e.author).collect();
+    assert_eq!(authors.len(), 2, "one batch per recorder");
+    assert!(authors.contains(&d.user.user_id) && authors.contains(&second.user_id));
+    let messages: Vec<_> = outbox[1..]
+        .iter()
+        .map(|e| {
+            let change = automerge::Change::from_bytes(e.bytes.clone()).unwrap();
+            crewsync_core::ChangeMessage::parse(change.message().unwrap()).unwrap()
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.origin.user_id == d.user.user_id && m.origin.role == Role::Driver)
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.origin.user_id == second.user_id && m.origin.role == Role::Mover)
     );
 }

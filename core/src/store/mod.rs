@@ -166,20 +166,10 @@ impl DeviceStore {
         self.actor.to_hex_string()
     }
 
-    /// Sets who is acting on this device. Before another user takes over, the
-    /// previous user's buffered GPS fixes are folded into their journeys under their
-    /// own name, so nothing they recorded is attributed to someone else.
+    /// Sets who is acting on this device. Work already recorded keeps its author:
+    /// changes carry their origin, and buffered GPS fixes are folded in their
+    /// recorder's name whoever is signed in at the time.
     pub fn set_active_user(&self, user: Option<ActiveUser>) -> Result<()> {
-        let previous = self.active_user()?;
-        if let Some(previous) = previous
-            && user.as_ref() != Some(&previous)
-        {
-            let journeys =
-                gps_buffer::journeys_with_pending(&self.lock_writer()?.conn, previous.user_id)?;
-            for journey in journeys {
-                self.flush_gps_as(journey, &previous)?;
-            }
-        }
         *lock(&self.active_user)? = user;
         Ok(())
     }
@@ -403,37 +393,35 @@ impl DeviceStore {
             let tx = writer
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let pending = gps_buffer::push(&tx, journey, user.user_id, &point)?;
+            let pending = gps_buffer::push(&tx, journey, &user, &point)?;
             tx.commit()?;
             pending
         };
         if pending >= self.options.gps_batch_size {
-            self.flush_gps_as(journey, &user)?;
+            self.fold_gps(journey, Some(&user))?;
         }
         Ok(())
     }
 
-    /// Folds the active user's buffered fixes for `journey` into the document now
-    /// (before a sync, or when the journey ends).
+    /// Folds every buffered fix of `journey` into its document now (before a sync, or
+    /// when the journey ends), one batch per recorder, each in its recorder's name.
     pub fn flush_gps(&self, journey: JourneyId) -> Result<()> {
-        let user = self.require_active_user()?;
-        self.flush_gps_as(journey, &user)
+        self.fold_gps(journey, None)
     }
 
-    fn flush_gps_as(&self, journey: JourneyId, user: &ActiveUser) -> Result<()> {
-        let (points, last_id) =
-            gps_buffer::pending(&self.lock_writer()?.conn, journey, user.user_id)?;
-        let Some(last_id) = last_id else {
-            return Ok(());
-        };
-        let origin = self.origin_for(user);
-        let action = JourneyAction::AddGpsBatch {
-            batch: EntryId::new(),
-            points,
-        };
-        self.commit(journey, &action, &origin, |tx| {
-            gps_buffer::remove_through(tx, journey, user.user_id, last_id)
-        })
+    fn fold_gps(&self, journey: JourneyId, only: Option<&ActiveUser>) -> Result<()> {
+        let batches = gps_buffer::pending(&self.lock_writer()?.conn, journey, only)?;
+        for batch in batches {
+            let origin = self.origin_for(&batch.author);
+            let action = JourneyAction::AddGpsBatch {
+                batch: EntryId::new(),
+                points: batch.points.clone(),
+            };
+            self.commit(journey, &action, &origin, |tx| {
+                gps_buffer::remove_through(tx, journey, &batch)
+            })?;
+        }
+        Ok(())
     }
 
     /// Reads a whole journey.
@@ -444,16 +432,7 @@ impl DeviceStore {
     /// A journey's whole GPS track in time order, including fixes not yet batched.
     pub fn gps_track(&self, journey: JourneyId) -> Result<Vec<GpsPoint>> {
         let mut track = self.with_document(journey, |doc| doc.gps_track())?;
-        let writer = self.lock_writer()?;
-        let mut stmt = writer
-            .conn
-            .prepare_cached("SELECT point FROM gps_pending WHERE journey_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([journey.to_string()], |row| row.get::<_, Vec<u8>>(0))?;
-        for row in rows {
-            let point: GpsPoint = rmp_serde::from_slice(&row?)
-                .map_err(|e| Error::InvalidInput(format!("unreadable GPS row: {e}")))?;
-            track.push(point);
-        }
+        track.extend(gps_buffer::all_points(&self.lock_writer()?.conn, journey)?);
         track.sort_by_key(|p| p.at);
         Ok(track)
     }
@@ -744,4 +723,28 @@ fn lock<T>(mutex: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 
 fn now_ms() -> i64 {
     Timestamp::now().millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `synchronous` is a per-connection setting, not stored in the file, so the crash
+    /// test cannot see it; this checks the writer really commits with FULL in WAL mode.
+    #[test]
+    fn the_writer_commits_with_full_sync_in_wal_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            DeviceStore::open(dir.path().join("s.sqlite"), StoreOptions::default()).unwrap();
+        let writer = store.lock_writer().unwrap();
+        let synchronous: i64 = writer
+            .conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        let journal: String = writer
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!((synchronous, journal.as_str()), (2, "wal"), "2 = FULL");
+    }
 }

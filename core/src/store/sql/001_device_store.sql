@@ -69,11 +69,14 @@ CREATE TABLE journey_summary (
 ) STRICT;
 CREATE INDEX journey_summary_by_day ON journey_summary (location_id, local_date);
 
--- GPS fixes recorded but not yet folded into a batch in their journey's document.
+-- GPS fixes recorded but not yet folded into a batch in their journey's document,
+-- with who recorded them: the batch is committed in that user's name, whoever is
+-- signed in when it is folded.
 CREATE TABLE gps_pending (
     id         INTEGER PRIMARY KEY,
     journey_id TEXT NOT NULL REFERENCES documents (journey_id),
     user_id    TEXT NOT NULL,
+    role       TEXT NOT NULL,
     point      BLOB NOT NULL
 ) STRICT;
 CREATE INDEX gps_pending_by_journey ON gps_pending (journey_id, user_id);
