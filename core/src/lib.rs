@@ -5,6 +5,7 @@
 //! - [`ids`] — typed UUID ids, parsed once at the boundary;
 //! - [`document`] — a journey as an automerge document: layout, actions, merge rules (pure);
 //! - [`store`] — the device's SQLite store: documents, outbox, journey list, GPS buffer;
+//! - [`sync`] — the sync protocol (wire format and the device's side), sans I/O;
 //! - [`error`] — the one error enum.
 
 pub mod document;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod ids;
 pub mod model;
 pub mod store;
+pub mod sync;
 
 pub use document::actions::JourneyAction;
 pub use document::origin::{ChangeMessage, ChangeOrigin};

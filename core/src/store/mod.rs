@@ -568,6 +568,54 @@ impl DeviceStore {
         Ok(removed)
     }
 
+    /// The last log position received from `peer` (0 before the first sync).
+    pub fn sync_cursor(&self, peer: &str) -> Result<u64> {
+        let writer = self.lock_writer()?;
+        let cursor: Option<i64> = writer
+            .conn
+            .query_row(
+                "SELECT cursor FROM sync_peers WHERE peer = ?1",
+                [peer],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(cursor.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Records a sync outcome with `peer`. The cursor only moves forward.
+    pub fn record_sync(&self, peer: &str, cursor: u64, error: Option<&str>) -> Result<()> {
+        let mut writer = self.lock_writer()?;
+        let tx = writer
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO sync_peers (peer, cursor, last_success, last_error)
+             VALUES (?1, ?2, CASE WHEN ?4 IS NULL THEN ?3 END, ?4)
+             ON CONFLICT (peer) DO UPDATE SET
+                 cursor = max(cursor, excluded.cursor),
+                 last_success = coalesce(excluded.last_success, last_success),
+                 last_error = excluded.last_error",
+            params![peer, cursor as i64, now_ms(), error],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Journeys with GPS fixes still buffered.
+    pub fn journeys_with_buffered_gps(&self) -> Result<Vec<JourneyId>> {
+        let writer = self.lock_writer()?;
+        let mut stmt = writer
+            .conn
+            .prepare_cached("SELECT DISTINCT journey_id FROM gps_pending")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        rows.map(|row| row?.parse()).collect()
+    }
+
+    /// The actor id's raw bytes (for the sync protocol).
+    pub fn actor_bytes(&self) -> Vec<u8> {
+        self.actor.to_bytes().to_vec()
+    }
+
     /// Folds a journey's stored changes into a snapshot now. Returns the change rows left.
     pub fn compact(&self, journey: JourneyId) -> Result<usize> {
         let mut writer = self.lock_writer()?;

@@ -1,0 +1,175 @@
+//! The sync wire format: MessagePack (rmp-serde, named fields) carrying a protocol
+//! version. Shared by devices and the server, so both ends decode the same types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeviceId, JourneyId};
+
+/// The protocol version this build speaks. A peer speaking another is refused with
+/// [`WireError::UnsupportedVersion`], never guessed at.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The media type of a sync body.
+pub const CONTENT_TYPE: &str = "application/vnd.crewsync.sync+msgpack";
+
+/// One automerge change and the journey it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireChange {
+    pub journey: JourneyId,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// A change as the server's log holds it: with the sequence number the server gave it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedChange {
+    pub seq: u64,
+    pub journey: JourneyId,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Device → server: "here is what I made; what have I missed since `cursor`?"
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncRequest {
+    pub version: u32,
+    pub device_id: DeviceId,
+    /// The automerge actor this device writes with now; its own changes are not sent
+    /// back. (A device restored from a backup writes with a new actor, so it does get
+    /// back what it wrote before and lost.)
+    #[serde(with = "serde_bytes")]
+    pub actor: Vec<u8>,
+    /// The last log sequence number this device has applied.
+    pub cursor: u64,
+    /// Local changes not yet acknowledged, oldest first.
+    pub changes: Vec<WireChange>,
+    /// The most changes the device wants back in this response.
+    pub max_changes: u32,
+}
+
+/// Why the server refused one change (it stored nothing for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedChange {
+    #[serde(with = "serde_bytes")]
+    pub hash: Vec<u8>,
+    pub reason: String,
+}
+
+/// Server → device: what is now durable, and what the device missed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncResponse {
+    pub version: u32,
+    /// Hashes of pushed changes that are durable on the server (new or already known).
+    pub acked: Vec<serde_bytes::ByteBuf>,
+    pub rejected: Vec<RejectedChange>,
+    /// Log entries after the request's cursor, in log order.
+    pub changes: Vec<LoggedChange>,
+    /// The cursor to send next time: everything up to it is in `changes` or was the
+    /// device's own.
+    pub cursor: u64,
+    /// More changes wait: sync again right away.
+    pub more: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("protocol version {found} is not supported (this side speaks {PROTOCOL_VERSION})")]
+    UnsupportedVersion { found: u32 },
+    #[error("malformed sync message: {0}")]
+    Malformed(String),
+}
+
+/// Encodes a message as MessagePack with field names (so fields can be added later).
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    // Our message types contain only plain data; serializing them cannot fail.
+    rmp_serde::to_vec_named(message).unwrap_or_default()
+}
+
+/// Decodes a request, refusing other protocol versions.
+pub fn decode_request(bytes: &[u8]) -> Result<SyncRequest, WireError> {
+    check_version(bytes)?;
+    rmp_serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+pub fn decode_response(bytes: &[u8]) -> Result<SyncResponse, WireError> {
+    check_version(bytes)?;
+    rmp_serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Reads only the version first, so a future peer's message fails as "unsupported
+/// version" rather than as a confusing shape error.
+fn check_version(bytes: &[u8]) -> Result<(), WireError> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u32,
+    }
+    let Versioned { version } = rmp_serde::from_slice(bytes)
+        .map_err(|e| WireError::Malformed(format!("no protocol version: {e}")))?;
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(WireError::UnsupportedVersion { found: version })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> SyncRequest {
+        SyncRequest {
+            version: PROTOCOL_VERSION,
+            device_id: DeviceId::new(),
+            actor: vec![1, 2, 3],
+            cursor: 42,
+            changes: vec![WireChange {
+                journey: JourneyId::new(),
+                bytes: vec![0x85, 0x6f, 0x4a, 0x83],
+            }],
+            max_changes: 1000,
+        }
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        let req = request();
+        assert_eq!(decode_request(&encode(&req)).unwrap(), req);
+        let resp = SyncResponse {
+            version: PROTOCOL_VERSION,
+            acked: vec![serde_bytes::ByteBuf::from(vec![9; 32])],
+            rejected: vec![],
+            changes: vec![],
+            cursor: 7,
+            more: false,
+        };
+        assert_eq!(decode_response(&encode(&resp)).unwrap(), resp);
+    }
+
+    #[test]
+    fn another_version_is_refused_clearly() {
+        let req = SyncRequest {
+            version: PROTOCOL_VERSION + 1,
+            ..request()
+        };
+        let err = decode_request(&encode(&req)).unwrap_err();
+        assert!(
+            matches!(err, WireError::UnsupportedVersion { found } if found == PROTOCOL_VERSION + 1)
+        );
+        assert!(err.to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        for bytes in [
+            &b""[..],
+            b"\xc1",
+            b"GET / HTTP/1.1",
+            &encode(&request())[..10],
+        ] {
+            assert!(
+                matches!(decode_request(bytes), Err(WireError::Malformed(_))),
+                "{bytes:?}"
+            );
+        }
+    }
+}
