@@ -30,7 +30,10 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %args.listen, "listening");
-    let served = axum::serve(listener, crewsync_server::app())
+    let state = crewsync_server::AppState {
+        storage: std::sync::Arc::new(crewsync_server::storage::memory::MemoryStorage::new()),
+    };
+    let served = axum::serve(listener, crewsync_server::app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await;
     match served {

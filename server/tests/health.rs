@@ -5,7 +5,11 @@
 async fn health_answers_over_loopback() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, crewsync_server::app()).await });
+    let state = crewsync_server::AppState {
+        storage: std::sync::Arc::new(crewsync_server::storage::memory::MemoryStorage::new()),
+    };
+    let server =
+        tokio::spawn(async move { axum::serve(listener, crewsync_server::app(state)).await });
     let response = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();

@@ -1,0 +1,87 @@
+//! Where the server keeps the change log: one trait, several backends, one
+//! conformance suite (`tests/storage_conformance.rs`) that every backend passes.
+//!
+//! The log is append-only per tenant. Each appended change gets a sequence number
+//! assigned in commit order (appends of one tenant are serialized), so a device that
+//! has read up to `cursor` can never miss a change committed later with a smaller
+//! number. Sequence numbers may have gaps (a re-sent change takes none). An append
+//! returns only once the changes are durable: that is when the server acknowledges.
+
+pub mod memory;
+
+use async_trait::async_trait;
+use crewsync_core::ids::{DeviceId, JourneyId};
+
+/// A change to append: decoded and checked by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewChange {
+    pub journey: JourneyId,
+    /// The automerge change hash (32 bytes): the change's identity.
+    pub hash: Vec<u8>,
+    /// The automerge actor that wrote it.
+    pub actor: Vec<u8>,
+    pub device: DeviceId,
+    pub bytes: Vec<u8>,
+}
+
+/// A change as stored in the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChange {
+    pub seq: u64,
+    pub journey: JourneyId,
+    pub hash: Vec<u8>,
+    pub actor: Vec<u8>,
+    pub bytes: Vec<u8>,
+}
+
+/// A journey's stored form: the latest snapshot (if compacted) and the changes not in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JourneyRecord {
+    pub snapshot: Option<Vec<u8>>,
+    pub changes: Vec<Vec<u8>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Appends changes durably; changes already in the tenant's log are skipped.
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError>;
+
+    /// Up to `limit` log entries with `seq > cursor`, in log order.
+    async fn changes_since(
+        &self,
+        tenant: &str,
+        cursor: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>, StorageError>;
+
+    /// The highest sequence number in the tenant's log (0 when empty).
+    async fn head(&self, tenant: &str) -> Result<u64, StorageError>;
+
+    /// Everything needed to load one journey's document.
+    async fn journey(
+        &self,
+        tenant: &str,
+        journey: JourneyId,
+    ) -> Result<JourneyRecord, StorageError>;
+
+    /// Stores a snapshot of a journey that contains the changes with the given hashes;
+    /// those leave the journey's record (the log keeps them for cursors).
+    async fn save_snapshot(
+        &self,
+        tenant: &str,
+        journey: JourneyId,
+        snapshot: &[u8],
+        contains: &[Vec<u8>],
+    ) -> Result<(), StorageError>;
+
+    /// Whether the backend answers (for `/ready`).
+    async fn ping(&self) -> Result<(), StorageError>;
+}
