@@ -83,6 +83,19 @@ pub enum Error {
     #[error("automerge could not decode a change: {0}")]
     ChangeDecode(#[from] automerge::LoadChangeError),
 
+    /// The server could not be reached (offline, timeout, connection reset).
+    #[error("network error: {0}")]
+    Network(String),
+
+    /// Something answered, but not a crewsync server (a captive portal's login page,
+    /// a proxy's error page). Nothing was marked synced.
+    #[error("network unusable: {0}")]
+    NetworkUnusable(String),
+
+    /// The server answered with an error status.
+    #[error("server error {status}: {message}")]
+    Server { status: u16, message: String },
+
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -9,4 +9,5 @@
 //! bytes.
 
 pub mod engine;
+pub mod runtime;
 pub mod wire;

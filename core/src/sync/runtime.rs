@@ -1,0 +1,294 @@
+//! The thin runtime around the sans-I/O engine: HTTP transport (reqwest), sync-now,
+//! and a background loop with backoff, pause/resume and a clean stop (tokio).
+//!
+//! Store calls are blocking SQLite work, so they run on tokio's blocking pool and
+//! never stall the reactor.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use super::engine::{self, ExchangeReport, Limits};
+use super::wire::{self, CONTENT_TYPE, SyncRequest, SyncResponse};
+use crate::error::{Error, Result};
+use crate::model::Timestamp;
+use crate::store::DeviceStore;
+
+/// Exchanges per sync before giving up on draining (pages of `Limits::max_pull`).
+const MAX_EXCHANGES_PER_SYNC: usize = 1_000;
+
+/// What the app shows: connection, pending work, last outcome.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncStatus {
+    pub connected: bool,
+    pub syncing: bool,
+    pub paused: bool,
+    pub pending_changes: u64,
+    pub last_success: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// What one sync-now did, summed over its exchanges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub round_trips: usize,
+    pub pushed: usize,
+    pub acknowledged: usize,
+    pub received: usize,
+    pub applied_new: usize,
+    pub pending: u64,
+}
+
+/// Backoff between failed attempts: exponential with full jitter, capped.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `failures + 1`: uniform in [base/2, base], base doubling.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(2u32.saturating_pow(failures.min(20)))
+            .min(self.max);
+        let half = base / 2;
+        half + base
+            .saturating_sub(half)
+            .mul_f64(rand::rng().random::<f64>())
+    }
+}
+
+/// Talks to one server over HTTP.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    endpoint: String,
+    client: reqwest::Client,
+}
+
+impl HttpTransport {
+    /// `base_url` like `http://127.0.0.1:8080`.
+    pub fn new(base_url: &str) -> Result<Self> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Network(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            endpoint: format!("{}/v1/sync", base_url.trim_end_matches('/')),
+            client,
+        })
+    }
+
+    /// One request/response. Anything but a sync response — a captive portal's HTML
+    /// page with 200, a proxy error — is "network unusable" and changes nothing.
+    pub async fn exchange(&self, request: &SyncRequest) -> Result<SyncResponse> {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .body(wire::encode(request))
+            .send()
+            .await
+            .map_err(|e| Error::Network(e.to_string()))?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Error::Network(e.to_string()))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(Error::Server {
+                status: status.as_u16(),
+                message: text,
+            });
+        }
+        if content_type != CONTENT_TYPE {
+            return Err(Error::NetworkUnusable(format!(
+                "expected a sync response, got {status} with content type {content_type:?} \
+                 (a captive portal or proxy?)"
+            )));
+        }
+        wire::decode_response(&body)
+            .map_err(|e| Error::NetworkUnusable(format!("unreadable sync response: {e}")))
+    }
+}
+
+/// Syncs one device store with one server, now or in the background.
+pub struct SyncClient {
+    store: Arc<DeviceStore>,
+    transport: HttpTransport,
+    peer: String,
+    limits: Limits,
+    status: watch::Sender<SyncStatus>,
+    wake: Notify,
+    lock: tokio::sync::Mutex<()>,
+    worker: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
+}
+
+impl SyncClient {
+    pub fn new(store: Arc<DeviceStore>, base_url: &str) -> Result<Arc<Self>> {
+        let pending = store.outbox_len()?;
+        let (status, _) = watch::channel(SyncStatus {
+            pending_changes: pending,
+            ..SyncStatus::default()
+        });
+        Ok(Arc::new(Self {
+            store,
+            transport: HttpTransport::new(base_url)?,
+            peer: base_url.trim_end_matches('/').to_owned(),
+            limits: Limits::default(),
+            status,
+            wake: Notify::new(),
+            lock: tokio::sync::Mutex::new(()),
+            worker: Mutex::new(None),
+        }))
+    }
+
+    /// Watch the status: the current value first, then every change.
+    pub fn status(&self) -> watch::Receiver<SyncStatus> {
+        self.status.subscribe()
+    }
+
+    /// Syncs until nothing is pending or the server has nothing more. Outbox rows are
+    /// cleared only by the server's acknowledgements inside each exchange.
+    pub async fn sync_now(&self) -> Result<SyncOutcome> {
+        let _one_at_a_time = self.lock.lock().await;
+        self.status.send_modify(|s| s.syncing = true);
+        let result = self.drain().await;
+        let pending = self.store.outbox_len().unwrap_or_default();
+        self.status.send_modify(|s| {
+            s.syncing = false;
+            s.pending_changes = pending;
+            match &result {
+                Ok(_) => {
+                    s.connected = true;
+                    s.last_success = Some(Timestamp::now());
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    s.connected = false;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
+        if let Err(e) = &result {
+            let store = Arc::clone(&self.store);
+            let (peer, message) = (self.peer.clone(), e.to_string());
+            let _ = run_blocking(move || store.record_sync(&peer, 0, Some(&message))).await;
+        }
+        result
+    }
+
+    async fn drain(&self) -> Result<SyncOutcome> {
+        let mut outcome = SyncOutcome::default();
+        for _ in 0..MAX_EXCHANGES_PER_SYNC {
+            let (store, peer, limits) = (Arc::clone(&self.store), self.peer.clone(), self.limits);
+            let request = run_blocking(move || engine::prepare(&store, &peer, limits)).await?;
+            let response = self.transport.exchange(&request).await?;
+            let (store, peer) = (Arc::clone(&self.store), self.peer.clone());
+            let report: ExchangeReport =
+                run_blocking(move || engine::absorb(&store, &peer, &request, response)).await?;
+            outcome.round_trips += 1;
+            outcome.pushed += report.pushed;
+            outcome.acknowledged += report.acknowledged;
+            outcome.received += report.received;
+            outcome.applied_new += report.applied_new;
+            outcome.pending = report.pending;
+            let pushed_everything = report.pushed == 0 || report.acknowledged > 0;
+            if !report.more && (report.pending == 0 || !pushed_everything) {
+                return Ok(outcome);
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Starts the background loop (idempotent): sync, then wait for `interval`, a
+    /// [`wake`](Self::wake) or a failure's backoff. Must be called inside a tokio runtime.
+    pub fn start(self: &Arc<Self>, interval: Duration, backoff: Backoff) {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        if worker.is_some() {
+            return;
+        }
+        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let client = Arc::clone(self);
+        let handle = tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                if *stop_rx.borrow() {
+                    break;
+                }
+                let wait = if client.status.borrow().paused {
+                    interval
+                } else {
+                    match client.sync_now().await {
+                        Ok(_) => {
+                            failures = 0;
+                            interval
+                        }
+                        Err(_) => {
+                            failures = failures.saturating_add(1);
+                            backoff.delay(failures - 1)
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    () = client.wake.notified() => {}
+                    _ = stop_rx.changed() => {}
+                }
+            }
+        });
+        *worker = Some((stop_tx, handle));
+    }
+
+    /// Asks the background loop to sync now (e.g. after a local change or a push).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn pause(&self) {
+        self.status.send_modify(|s| s.paused = true);
+    }
+
+    pub fn resume(&self) {
+        self.status.send_modify(|s| s.paused = false);
+        self.wake();
+    }
+
+    /// Stops the background loop and waits for it: an exchange in flight finishes first.
+    pub async fn stop(&self) {
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((stop, handle)) = worker {
+            let _ = stop.send(true);
+            let _ = handle.await;
+        }
+    }
+}
+
+async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::InvalidInput(format!("store task failed: {e}")))?
+}
