@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 
 use super::gps;
 use super::schema::{
-    ACTIVITIES, ActivityDoc, CHECKLIST, CREW, ENTRIES, GPS, GpsBatch, MEDIA, NOTES, STAGES, STEPS,
-    is_set, map_at, put_new, read, read_optional, root_map,
+    ACTIVITIES, ActivityDoc, CHECKLIST, COUNTS, CREW, ENTRIES, GPS, GpsBatch, MEDIA, NOTES, STAGES,
+    STEPS, is_set, map_at, put_new, read, read_optional, root_map,
 };
 use crate::error::{Error, Result};
 use crate::ids::{ActivityId, EntryId, JourneyId, UserId};
 use crate::model::{
-    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, GpsPoint, MediaRef, NewEntry,
-    Note, Role, Stage, Stamp, StepNumber, Timestamp,
+    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaRef,
+    NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
 };
 
 /// Longest note, entry text or title accepted (a crew note, not a document).
@@ -273,7 +273,8 @@ pub(super) fn apply<T: Doc>(
                     text: text.clone(),
                     written: stamp,
                 },
-            )
+            )?;
+            count(tx, journey, "notes", 1)
         }
         JourneyAction::AssignCrew { user, role } => {
             let crew = root_map(tx, journey, CREW)?;
@@ -344,7 +345,13 @@ pub(super) fn apply<T: Doc>(
                 media_id: entry.media_id,
             };
             let entries = root_map(tx, journey, ENTRIES)?;
-            put_new_unique(tx, journey, &entries, &id.to_string(), &stored)
+            put_new_unique(tx, journey, &entries, &id.to_string(), &stored)?;
+            count(tx, journey, "entries", 1)?;
+            match entry.kind {
+                EntryKind::Photo => count(tx, journey, "photos", 1),
+                EntryKind::Signature => count(tx, journey, "signatures", 1),
+                _ => Ok(()),
+            }
         }
         JourneyAction::AddGpsBatch { batch, points } => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {
@@ -363,7 +370,8 @@ pub(super) fn apply<T: Doc>(
                 points: ByteVec::from(gps::encode(points)?),
             };
             let gps_map = root_map(tx, journey, GPS)?;
-            put_new_unique(tx, journey, &gps_map, &batch.to_string(), &stored)
+            put_new_unique(tx, journey, &gps_map, &batch.to_string(), &stored)?;
+            count(tx, journey, "gps_points", points.len() as i64)
         }
         JourneyAction::AddMediaRef { media } => {
             let media_map = root_map(tx, journey, MEDIA)?;
@@ -433,6 +441,13 @@ fn put_new_unique<T: Doc, R: autosurgeon::Reconcile>(
         )));
     }
     put_new(tx, parent, key, value)
+}
+
+/// Adds to one of the journey's counters, in the same change as what it counts.
+fn count<T: Doc>(tx: &mut T, journey: JourneyId, counter: &str, by: i64) -> Result<()> {
+    let counts = root_map(tx, journey, COUNTS)?;
+    tx.increment(&counts, counter, by)?;
+    Ok(())
 }
 
 fn check_text(what: &str, value: &str) -> Result<()> {

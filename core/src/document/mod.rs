@@ -24,12 +24,12 @@ use chrono::NaiveDate;
 
 use self::actions::JourneyAction;
 use self::origin::ChangeOrigin;
-use self::schema::{ENTRIES, GPS, JourneyDoc, SCHEMA_VERSION, StepDoc, root_map};
+use self::schema::{GPS, JourneyDoc, SCHEMA_VERSION, StepDoc};
 use crate::error::{Error, Result};
 use crate::ids::JourneyId;
 use crate::model::{
-    Activity, CrewMember, EntryKind, GpsPoint, Journey, NewJourney, Stage, StageReached, Stamp,
-    Step, StepNumber, StepStatus, Timestamp,
+    Activity, CrewMember, GpsPoint, Journey, NewJourney, Stage, StageReached, Stamp, Step,
+    StepNumber, StepStatus, Timestamp,
 };
 
 /// One journey's automerge document, bound to this device's actor id.
@@ -101,6 +101,7 @@ impl JourneyDocument {
             entries: BTreeMap::new(),
             gps: BTreeMap::new(),
             media: BTreeMap::new(),
+            counts: Default::default(),
         };
         let mut doc = Automerge::new().with_actor(actor);
         doc.transact_with(
@@ -298,8 +299,9 @@ impl JourneyDocument {
         Ok(points)
     }
 
-    /// What the journey list needs, read key by key (no full hydration), so it stays
-    /// cheap to recompute after every action and every merge.
+    /// What the journey list needs, read from a few keys and the counters (no full
+    /// hydration, nothing proportional to the journey's size), after every action and
+    /// every merge.
     pub fn summary_fields(&self) -> Result<SummaryFields> {
         let doc = &self.doc;
         let stage = actions::current_stage(doc, self.id)?;
@@ -311,34 +313,17 @@ impl JourneyDocument {
             .into_iter()
             .filter_map(|(user, a)| Some((user.parse().ok()?, a.role)))
             .collect();
-        let entries = root_map(doc, self.id, ENTRIES)?;
-        let (mut entry_count, mut photo_count, mut signature_count) = (0, 0, 0);
-        for item in doc.map_range(&entries, ..) {
-            entry_count += 1;
-            let kind: Option<EntryKind> = autosurgeon::hydrate_prop(doc, item.id(), "kind").ok();
-            match kind {
-                Some(EntryKind::Photo) => photo_count += 1,
-                Some(EntryKind::Signature) => signature_count += 1,
-                _ => {}
-            }
-        }
-        let note_count = doc.length(root_map(doc, self.id, schema::NOTES)?) as u64;
-        let gps_map = root_map(doc, self.id, GPS)?;
-        let gps_point_count = doc
-            .map_range(&gps_map, ..)
-            .filter_map(|item| {
-                autosurgeon::hydrate_prop::<_, u64, _, _>(doc, item.id(), "count").ok()
-            })
-            .sum();
+        let counts: schema::Counts = schema::read(doc, self.id, &ROOT, schema::COUNTS)?;
+        let count = |c: &autosurgeon::Counter| c.value().max(0) as u64;
         Ok(SummaryFields {
             stage,
             truck_number,
             crew,
-            entry_count,
-            photo_count,
-            signature_count,
-            note_count,
-            gps_point_count,
+            entry_count: count(&counts.entries),
+            photo_count: count(&counts.photos),
+            signature_count: count(&counts.signatures),
+            note_count: count(&counts.notes),
+            gps_point_count: count(&counts.gps_points),
         })
     }
 

@@ -27,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use automerge::{ObjId, ObjType, ROOT};
-use autosurgeon::{Doc, Hydrate, ReadDoc, Reconcile, bytes::ByteVec};
+use autosurgeon::{Counter, Doc, Hydrate, ReadDoc, Reconcile, bytes::ByteVec};
 
 use crate::error::{Error, Result};
 use crate::ids::{ActivityId, ClientId, JourneyId, LocationId, MoveSourceId, UserId};
@@ -47,6 +47,7 @@ pub const GPS: &str = "gps";
 pub const MEDIA: &str = "media";
 pub const ACTIVITIES: &str = "activities";
 pub const CHECKLIST: &str = "checklist";
+pub const COUNTS: &str = "counts";
 
 /// The whole document, as autosurgeon hydrates it for reading.
 #[derive(Debug, Clone, Reconcile, Hydrate)]
@@ -70,6 +71,17 @@ pub struct JourneyDoc {
     pub entries: BTreeMap<String, Entry>,
     pub gps: BTreeMap<String, GpsBatch>,
     pub media: BTreeMap<String, MediaRef>,
+    pub counts: Counts,
+}
+
+/// Running totals, incremented in the same change as what they count.
+#[derive(Debug, Clone, Default, Reconcile, Hydrate)]
+pub struct Counts {
+    pub entries: Counter,
+    pub photos: Counter,
+    pub signatures: Counter,
+    pub notes: Counter,
+    pub gps_points: Counter,
 }
 
 #[derive(Debug, Clone, Reconcile, Hydrate)]
