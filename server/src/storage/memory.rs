@@ -14,7 +14,8 @@ struct Tenant {
     log: Vec<StoredChange>,
     hashes: HashSet<Vec<u8>>,
     snapshots: HashMap<JourneyId, Vec<u8>>,
-    folded: HashSet<Vec<u8>>,
+    /// (journey, hash) of changes folded into that journey's snapshot.
+    folded: HashSet<(JourneyId, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
@@ -83,7 +84,7 @@ impl Storage for MemoryStorage {
             changes: t
                 .log
                 .iter()
-                .filter(|c| c.journey == journey && !t.folded.contains(&c.hash))
+                .filter(|c| c.journey == journey && !t.folded.contains(&(journey, c.hash.clone())))
                 .map(|c| c.bytes.clone())
                 .collect(),
         }))
@@ -98,7 +99,8 @@ impl Storage for MemoryStorage {
     ) -> Result<(), StorageError> {
         self.with(tenant, |t| {
             t.snapshots.insert(journey, snapshot.to_vec());
-            t.folded.extend(contains.iter().cloned());
+            t.folded
+                .extend(contains.iter().map(|hash| (journey, hash.clone())));
         });
         Ok(())
     }

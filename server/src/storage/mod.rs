@@ -8,6 +8,11 @@
 //! returns only once the changes are durable: that is when the server acknowledges.
 
 pub mod memory;
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use crewsync_core::ids::{DeviceId, JourneyId};
@@ -84,4 +89,37 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Whether the backend answers (for `/ready`).
     async fn ping(&self) -> Result<(), StorageError>;
+}
+
+/// Opens the storage a server is configured with: `postgres://…` (or
+/// `postgresql://…`) is Postgres; `sqlite://PATH` is that SQLite file; no URL is
+/// the zero-setup default, an SQLite file in `data_dir` (both created if missing).
+/// Migrations run before this returns.
+pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
+    match url {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(Arc::new(postgres::PostgresStorage::connect(url).await?))
+        }
+        Some(url) if url.starts_with("sqlite:") => {
+            Ok(Arc::new(sqlite::SqliteStorage::open_url(url).await?))
+        }
+        Some(url) => {
+            let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+            Err(StorageError::Database(format!(
+                "unsupported storage URL scheme {scheme:?}: expected postgres://…, sqlite://PATH, or none for {}",
+                data_dir.join(sqlite::DEFAULT_FILE_NAME).display()
+            )))
+        }
+        None => {
+            std::fs::create_dir_all(data_dir).map_err(|e| {
+                StorageError::Database(format!(
+                    "sqlite: cannot create the data dir {}: {e}",
+                    data_dir.display()
+                ))
+            })?;
+            Ok(Arc::new(
+                sqlite::SqliteStorage::open(&data_dir.join(sqlite::DEFAULT_FILE_NAME)).await?,
+            ))
+        }
+    }
 }

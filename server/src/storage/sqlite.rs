@@ -1,0 +1,325 @@
+//! The zero-setup backend: the change log in one SQLite file.
+//!
+//! WAL with `synchronous=FULL`, so a returned append survives a crash and a power
+//! cut. Writes go through a pool of exactly ONE connection and start with
+//! `BEGIN IMMEDIATE`: appends are serialized inside the process without ever
+//! meeting `SQLITE_BUSY`, and a second process on the same file waits (busy
+//! timeout) for the write lock before reading the head, never after. Because
+//! the head is read and advanced inside that write transaction, sequence numbers
+//! are handed out in commit order. Reads use a separate pool: WAL readers see the
+//! last committed state and never block the writer.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use crewsync_core::ids::JourneyId;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::types::Uuid;
+
+use super::{JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+
+/// The database file created in a data dir when no URL is given.
+pub const DEFAULT_FILE_NAME: &str = "crewsync.sqlite3";
+
+/// Reader connections (each has its own worker thread in sqlx): enough for a
+/// 2-core machine; WAL readers do not block each other or the writer.
+const READ_CONNECTIONS: u32 = 4;
+
+/// How long a connection waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a request waits for a free connection (the writer is shared by all
+/// appends of the process) before failing with 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations_sqlite");
+
+/// The change log in an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStorage {
+    path: PathBuf,
+    /// Exactly one connection: every write transaction goes through it.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStorage {
+    /// Opens (creating if missing) the database file at `path` and brings the
+    /// schema up to date. The parent directory must exist.
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let open_err = |pool: &'static str| {
+            move |e: sqlx::Error| {
+                StorageError::Database(format!("sqlite open {} ({pool}): {e}", path.display()))
+            }
+        };
+        let writer = SqlitePoolOptions::new()
+            .min_connections(1)
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            // The connection is in-process: a ping per acquire would only add a
+            // round trip to its worker thread.
+            .test_before_acquire(false)
+            // Never close the writer for idleness: reopening costs a WAL recovery check.
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await
+            .map_err(open_err("writer"))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| StorageError::Migration(format!("sqlite {}: {e}", path.display())))?;
+        let readers = SqlitePoolOptions::new()
+            .min_connections(0)
+            .max_connections(READ_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .map_err(open_err("readers"))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer,
+            readers,
+        })
+    }
+
+    /// Opens `sqlite://PATH` (or `sqlite:PATH`). In-memory databases and URL
+    /// parameters are refused: the store must be a durable file, and its settings
+    /// (WAL, `synchronous=FULL`) are not negotiable.
+    pub async fn open_url(url: &str) -> Result<Self, StorageError> {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .ok_or_else(|| StorageError::Database(format!("sqlite: not an sqlite URL: {url}")))?;
+        if path.contains('?') {
+            return Err(StorageError::Database(format!(
+                "sqlite: URL parameters are not supported (the store sets its own): {url}"
+            )));
+        }
+        if path.is_empty() || path == ":memory:" {
+            return Err(StorageError::Database(format!(
+                "sqlite: the URL must name a database file, not an in-memory database: {url}"
+            )));
+        }
+        Self::open(Path::new(path)).await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes every connection (checkpointing the WAL when the last one closes).
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    fn err(&self, operation: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError + '_ {
+        move |e| {
+            StorageError::Database(format!("sqlite {operation} ({}): {e}", self.path.display()))
+        }
+    }
+}
+
+fn to_db_seq(seq: u64) -> i64 {
+    // Sequence numbers never exceed i64::MAX; a larger cursor is past every row.
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+fn from_db_seq(operation: &'static str, seq: i64) -> Result<u64, StorageError> {
+    u64::try_from(seq).map_err(|_| {
+        StorageError::Database(format!(
+            "sqlite {operation}: negative sequence number {seq} in the log"
+        ))
+    })
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err("append: begin"))?;
+        let old_head: i64 = sqlx::query_scalar("SELECT head FROM log_heads WHERE tenant = ?1")
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("append: read head"))?
+            .unwrap_or(0);
+        let mut head = old_head;
+        for change in changes {
+            // In-process statements are cheap (no network round trip); the
+            // prepared statement is cached by the connection.
+            let inserted = sqlx::query(
+                "INSERT INTO change_log (tenant, seq, journey_id, hash, actor, device_id, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant, hash) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(head + 1)
+            .bind(change.journey.as_uuid())
+            .bind(change.hash.as_slice())
+            .bind(change.actor.as_slice())
+            .bind(change.device.as_uuid())
+            .bind(change.bytes.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("append: insert"))?;
+            if inserted.rows_affected() == 1 {
+                head += 1;
+            }
+        }
+        if head != old_head {
+            sqlx::query(
+                "INSERT INTO log_heads (tenant, head) VALUES (?1, ?2)
+                 ON CONFLICT (tenant) DO UPDATE SET head = excluded.head",
+            )
+            .bind(tenant)
+            .bind(head)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("append: update head"))?;
+        }
+        // Durable on return: WAL with synchronous=FULL syncs the WAL at COMMIT.
+        tx.commit().await.map_err(self.err("append: commit"))
+    }
+
+    async fn changes_since(
+        &self,
+        tenant: &str,
+        cursor: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredChange>, StorageError> {
+        let rows: Vec<(i64, Uuid, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT seq, journey_id, hash, actor, bytes FROM change_log
+             WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        )
+        .bind(tenant)
+        .bind(to_db_seq(cursor))
+        .bind(i64::from(limit))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(self.err("changes_since"))?;
+        rows.into_iter()
+            .map(|(seq, journey, hash, actor, bytes)| {
+                Ok(StoredChange {
+                    seq: from_db_seq("changes_since", seq)?,
+                    journey: JourneyId::from_uuid(journey),
+                    hash,
+                    actor,
+                    bytes,
+                })
+            })
+            .collect()
+    }
+
+    async fn head(&self, tenant: &str) -> Result<u64, StorageError> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT head FROM log_heads WHERE tenant = ?1")
+            .bind(tenant)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(self.err("head"))?;
+        from_db_seq("head", head.unwrap_or(0))
+    }
+
+    async fn journey(
+        &self,
+        tenant: &str,
+        journey: JourneyId,
+    ) -> Result<JourneyRecord, StorageError> {
+        // One read transaction, so the snapshot and the unfolded changes come from
+        // the same committed state: reading them separately could see the old
+        // snapshot and then miss the changes a concurrent save_snapshot folded.
+        let mut tx = self
+            .readers
+            .begin()
+            .await
+            .map_err(self.err("journey: begin"))?;
+        let snapshot: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT snapshot FROM journey_snapshots WHERE tenant = ?1 AND journey_id = ?2",
+        )
+        .bind(tenant)
+        .bind(journey.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.err("journey: read snapshot"))?;
+        let changes: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT bytes FROM change_log
+             WHERE tenant = ?1 AND journey_id = ?2 AND folded = 0
+             ORDER BY seq",
+        )
+        .bind(tenant)
+        .bind(journey.as_uuid())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(self.err("journey: read changes"))?;
+        tx.commit().await.map_err(self.err("journey: end"))?;
+        Ok(JourneyRecord { snapshot, changes })
+    }
+
+    async fn save_snapshot(
+        &self,
+        tenant: &str,
+        journey: JourneyId,
+        snapshot: &[u8],
+        contains: &[Vec<u8>],
+    ) -> Result<(), StorageError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err("save_snapshot: begin"))?;
+        sqlx::query(
+            "INSERT INTO journey_snapshots (tenant, journey_id, snapshot) VALUES (?1, ?2, ?3)
+             ON CONFLICT (tenant, journey_id) DO UPDATE SET
+                 snapshot = excluded.snapshot,
+                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        )
+        .bind(tenant)
+        .bind(journey.as_uuid())
+        .bind(snapshot)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("save_snapshot: store snapshot"))?;
+        for hash in contains {
+            // Only this journey's changes: a stray hash of another journey must
+            // not hide that journey's change from its record.
+            sqlx::query(
+                "UPDATE change_log SET folded = 1
+                 WHERE tenant = ?1 AND hash = ?2 AND journey_id = ?3 AND folded = 0",
+            )
+            .bind(tenant)
+            .bind(hash.as_slice())
+            .bind(journey.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("save_snapshot: fold changes"))?;
+        }
+        tx.commit().await.map_err(self.err("save_snapshot: commit"))
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.readers)
+            .await
+            .map_err(self.err("ping"))?;
+        Ok(())
+    }
+}
