@@ -1,34 +1,89 @@
 //! crewsync-server: the sync server crews' devices and dispatchers talk to.
 //!
-//! `app` is the whole HTTP surface over shared state, without sockets, so tests and
-//! `main` serve the same router. The sync logic itself lives in [`sync`], the change
-//! log behind the [`storage::Storage`] trait.
+//! [`router`] is the whole HTTP surface over [`Services`], without sockets, so tests
+//! and `main` serve the same router; [`Server`] opens what a [`config::Config`] names
+//! and serves it with graceful shutdown. The sync logic itself lives in [`sync`], the
+//! change log behind the [`storage::Storage`] trait, the live channel in [`live`],
+//! the Prometheus metrics in [`metrics`].
+//!
+//! Routes: `GET /health`, `GET /ready`, `POST /v1/sync`, `GET /v1/live` (WebSocket),
+//! `GET /metrics`.
 
+pub mod config;
+pub mod live;
+pub mod metrics;
 pub mod storage;
 pub mod sync;
 
+use std::collections::BTreeSet;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
 
+use crate::config::Config;
+use crate::live::{LiveHub, Notice, Notifier, PgFanout};
+use crate::metrics::{Metrics, MetricsError};
 use crate::storage::{Storage, StorageError};
 
 /// The tenant every request belongs to until sign-in (the identity issue) names one.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// Largest sync request body accepted.
+/// Largest sync request body accepted unless configured (`--max-body-bytes`).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
+/// How long shutdown waits for live sockets to close after telling them to.
+pub const LIVE_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// The storage a router serves; [`app`] adds in-process defaults for the rest.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
+}
+
+/// Everything the router serves from: the log, the live hub, the metrics, limits.
+#[derive(Clone)]
+pub struct Services {
+    pub storage: Arc<dyn Storage>,
+    /// Tells live sockets (here and, with Postgres, on other servers) of appends.
+    pub notifier: Notifier,
+    pub metrics: Arc<Metrics>,
+    /// Largest sync request body; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Services {
+    /// One process on its own: live notices reach only this process's sockets.
+    pub fn in_process(storage: Arc<dyn Storage>, config: &Config) -> Result<Self, MetricsError> {
+        let metrics = Arc::new(Metrics::new()?);
+        let hub = LiveHub::new(Arc::clone(&metrics), config.live_ping());
+        Ok(Self {
+            storage,
+            notifier: Notifier::local(hub),
+            metrics,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    pub fn hub(&self) -> &Arc<LiveHub> {
+        self.notifier.hub()
+    }
+}
+
+impl FromRef<Services> for Arc<Metrics> {
+    fn from_ref(services: &Services) -> Self {
+        Arc::clone(&services.metrics)
+    }
 }
 
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -44,6 +99,10 @@ pub enum ApiError {
     Wire(#[from] WireError),
     #[error("expected content type {CONTENT_TYPE}")]
     ContentType,
+    #[error("request body too large: the limit is {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    Body(String),
     #[error("storage unavailable: {0}")]
     Storage(#[from] StorageError),
 }
@@ -54,22 +113,118 @@ impl IntoResponse for ApiError {
             ApiError::Wire(WireError::UnsupportedVersion { .. }) => StatusCode::BAD_REQUEST,
             ApiError::Wire(WireError::Malformed(_)) => StatusCode::BAD_REQUEST,
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
+        } else {
+            tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         (status, self.to_string()).into_response()
     }
 }
 
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Live(#[from] live::LiveError),
+}
+
+/// The router over `state.storage` with in-process defaults: a live hub for this
+/// process only, a fresh metrics registry, the default body limit.
 pub fn app(state: AppState) -> Router {
+    // The metric names and help texts are constants that `Metrics::new` always
+    // accepts (every test builds them); only a programming error can fail here.
+    #[allow(clippy::expect_used)]
+    let services = Services::in_process(state.storage, &Config::default())
+        .expect("the constant metric definitions are valid");
+    router(services)
+}
+
+/// The whole HTTP surface over `services`.
+pub fn router(services: Services) -> Router {
+    let metrics = Arc::clone(&services.metrics);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/v1/sync", post(sync_endpoint))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .route("/v1/live", get(live_endpoint))
+        .route("/metrics", get(metrics::endpoint))
+        .layer(DefaultBodyLimit::max(services.max_body_bytes))
+        .layer(middleware::from_fn_with_state(metrics, metrics::track))
+        .with_state(services)
+}
+
+/// A configured server: storage opened, and with Postgres the cross-process live
+/// fan-out started. [`serve`](Self::serve) runs it until shutdown.
+pub struct Server {
+    services: Services,
+    fanout: Option<PgFanout>,
+}
+
+impl Server {
+    /// Opens the configured storage (running migrations) and, for Postgres, a LISTEN
+    /// connection of its own, so several processes on one database tell each
+    /// other's live sockets of their appends.
+    pub async fn open(config: &Config) -> Result<Self, StartError> {
+        let storage = storage::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        let mut services = Services::in_process(Arc::clone(&storage), config)?;
+        let fanout = match config.database_url.as_deref() {
+            Some(url) if config.is_postgres() => {
+                let fanout = PgFanout::start(url, Arc::clone(services.hub()), storage).await?;
+                services.notifier = fanout.notifier();
+                Some(fanout)
+            }
+            _ => None,
+        };
+        Ok(Self { services, fanout })
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    pub fn router(&self) -> Router {
+        router(self.services.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then closes every live
+    /// socket (waiting up to [`LIVE_CLOSE_GRACE`]) and in-flight requests finish.
+    pub async fn serve<F>(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: F,
+    ) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let hub = Arc::clone(self.services.hub());
+        let closing = Arc::clone(&hub);
+        let served = axum::serve(listener, self.router())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                closing.close();
+            })
+            .await;
+        hub.close();
+        if !hub.wait_closed(LIVE_CLOSE_GRACE).await {
+            tracing::warn!(
+                open = hub.connections(),
+                "live sockets still open at shutdown"
+            );
+        }
+        if let Some(fanout) = self.fanout {
+            fanout.stop().await;
+        }
+        served
+    }
 }
 
 async fn health() -> Json<Health> {
@@ -80,27 +235,97 @@ async fn health() -> Json<Health> {
 }
 
 /// Ready when the storage answers.
-async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
-    state.storage.ping().await?;
+async fn ready(State(services): State<Services>) -> Result<Json<Health>, ApiError> {
+    services.storage.ping().await?;
     Ok(health().await)
 }
 
+/// `GET /v1/live`: a WebSocket that hears of every append to the tenant's log.
+async fn live_endpoint(State(services): State<Services>, upgrade: WebSocketUpgrade) -> Response {
+    let hub = Arc::clone(services.hub());
+    upgrade
+        .max_message_size(live::MAX_INCOMING_MESSAGE)
+        .on_upgrade(move |socket| {
+            live::serve_socket(socket, hub, services.storage, DEFAULT_TENANT.to_owned())
+        })
+}
+
 async fn sync_endpoint(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    State(services): State<Services>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let content_type = headers
+    let _timer = services.metrics.sync_duration.start_timer();
+    let content_type = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if content_type != Some(CONTENT_TYPE) {
         return Err(ApiError::ContentType);
     }
+    let limit = services.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::TooLarge { limit });
+    }
+    let body = Bytes::from_request(request, &services)
+        .await
+        .map_err(|rejection| body_error(rejection, limit))?;
+    services
+        .metrics
+        .bytes_received
+        .with_label_values(&["/v1/sync"])
+        .inc_by(body.len() as u64);
     let request = wire::decode_request(&body)?;
-    let response = sync::exchange(&state.storage, DEFAULT_TENANT, request).await?;
-    Ok((
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        wire::encode(&response),
-    )
-        .into_response())
+
+    let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
+    // The head around the append tells whether it added anything (a re-sent change
+    // adds nothing), so live sockets hear only of real news.
+    let before = if journeys.is_empty() {
+        None
+    } else {
+        Some(services.storage.head(DEFAULT_TENANT).await?)
+    };
+    let response = sync::exchange(&services.storage, DEFAULT_TENANT, request).await?;
+    services
+        .metrics
+        .changes_accepted
+        .inc_by(response.acked.len() as u64);
+    services
+        .metrics
+        .changes_rejected
+        .inc_by(response.rejected.len() as u64);
+    if let Some(before) = before {
+        // The changes are durable and acknowledged below whatever happens here.
+        match services.storage.head(DEFAULT_TENANT).await {
+            Ok(head) if head > before => services.notifier.committed(Notice {
+                tenant: DEFAULT_TENANT.to_owned(),
+                head,
+                journeys: journeys.into_iter().collect(),
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the head after an append; live sockets not told")
+            }
+        }
+    }
+
+    let encoded = wire::encode(&response);
+    services
+        .metrics
+        .bytes_sent
+        .with_label_values(&["/v1/sync"])
+        .inc_by(encoded.len() as u64);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], encoded).into_response())
+}
+
+fn body_error(rejection: BytesRejection, limit: usize) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { limit }
+    } else {
+        ApiError::Body(rejection.body_text())
+    }
 }

@@ -1,18 +1,10 @@
 //! `crewsync-server`: binds, serves, and shuts down gracefully on Ctrl-C / SIGTERM.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use clap::Parser;
+use crewsync_server::Server;
+use crewsync_server::config::Config;
 use tracing_subscriber::EnvFilter;
-
-#[derive(Parser)]
-#[command(name = "crewsync-server", version, about = "The crewsync sync server")]
-struct Args {
-    /// Address to listen on.
-    #[arg(long, env = "CREWSYNC_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -21,23 +13,34 @@ async fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let args = Args::parse();
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
-        Ok(listener) => listener,
+    let config = Config::from_args_and_env();
+    let server = match Server::open(&config).await {
+        Ok(server) => server,
         Err(e) => {
-            eprintln!("crewsync-server: cannot listen on {}: {e}", args.listen);
+            tracing::error!(error = %e, backend = config.backend_name(), "cannot start");
+            eprintln!("crewsync-server: {e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(addr = %args.listen, "listening");
-    let state = crewsync_server::AppState {
-        storage: std::sync::Arc::new(crewsync_server::storage::memory::MemoryStorage::new()),
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("crewsync-server: cannot listen on {}: {e}", config.listen);
+            return ExitCode::FAILURE;
+        }
     };
-    let served = axum::serve(listener, crewsync_server::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
+    tracing::info!(
+        addr = %config.listen,
+        backend = config.backend_name(),
+        max_body_bytes = config.max_body_bytes,
+        live_ping_secs = config.live_ping_secs,
+        "listening"
+    );
+    match server.serve(listener, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("crewsync-server: {e}");
             ExitCode::FAILURE

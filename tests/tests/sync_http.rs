@@ -232,3 +232,24 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     client.stop().await;
     assert_eq!(crew.store.outbox_len().unwrap(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_edits_converge_after_reconnect_on_the_embedded_sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = crewsync_server::storage::connect(None, dir.path())
+        .await
+        .unwrap();
+    offline_edits_converge_after_reconnect(storage).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_edits_converge_after_reconnect_on_postgres() {
+    let db = crewsync_testkit::postgres::shared_cluster()
+        .unwrap()
+        .fresh_database()
+        .unwrap();
+    let storage = crewsync_server::storage::connect(Some(&db.url), std::path::Path::new("."))
+        .await
+        .unwrap();
+    offline_edits_converge_after_reconnect(storage).await;
+}

@@ -1,0 +1,116 @@
+//! Server configuration: command-line flags, each with an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::MAX_BODY_BYTES;
+
+/// Seconds between keep-alive pings on a live socket, unless configured.
+pub const DEFAULT_LIVE_PING_SECS: u64 = 20;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "crewsync-server", version, about = "The crewsync sync server")]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "CREWSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Storage: `postgres://…` for Postgres, `sqlite://PATH` for an SQLite file;
+    /// absent, an embedded SQLite file in the data dir. Falls back to DATABASE_URL.
+    #[arg(long, env = "CREWSYNC_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where the embedded SQLite store lives (when no database URL is given).
+    #[arg(long, env = "CREWSYNC_DATA_DIR", default_value = "./crewsync-data")]
+    pub data_dir: PathBuf,
+
+    /// Largest sync request body accepted; larger ones get 413.
+    #[arg(long, env = "CREWSYNC_MAX_BODY_BYTES", default_value_t = MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Seconds between keep-alive pings on live sockets; a socket silent for two
+    /// intervals is closed.
+    #[arg(long, env = "CREWSYNC_LIVE_PING_SECS", default_value_t = DEFAULT_LIVE_PING_SECS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub live_ping_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            data_dir: PathBuf::from("./crewsync-data"),
+            max_body_bytes: MAX_BODY_BYTES,
+            live_ping_secs: DEFAULT_LIVE_PING_SECS,
+        }
+    }
+}
+
+impl Config {
+    /// Flags and environment, with `DATABASE_URL` as the fallback database URL.
+    pub fn from_args_and_env() -> Self {
+        let mut config = Self::parse();
+        if config.database_url.is_none() {
+            config.database_url = std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty());
+        }
+        config
+    }
+
+    pub fn live_ping(&self) -> Duration {
+        Duration::from_secs(self.live_ping_secs.max(1))
+    }
+
+    /// Which backend the database URL selects, for logs (never the URL: it may hold
+    /// a password).
+    pub fn backend_name(&self) -> &'static str {
+        match self.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                "postgres"
+            }
+            Some(url) if url.starts_with("sqlite:") => "sqlite",
+            Some(_) => "unknown",
+            None => "embedded sqlite",
+        }
+    }
+
+    /// Whether the storage is Postgres, so other server processes may share it.
+    pub fn is_postgres(&self) -> bool {
+        self.backend_name() == "postgres"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flags_parse() {
+        let config = Config::try_parse_from([
+            "crewsync-server",
+            "--listen",
+            "0.0.0.0:9000",
+            "--database-url",
+            "postgres://u@h/db",
+            "--data-dir",
+            "/tmp/x",
+            "--max-body-bytes",
+            "1024",
+            "--live-ping-secs",
+            "5",
+        ])
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert!(config.is_postgres());
+        assert_eq!(config.max_body_bytes, 1024);
+        assert_eq!(config.live_ping(), Duration::from_secs(5));
+        assert!(Config::try_parse_from(["crewsync-server", "--live-ping-secs", "0"]).is_err());
+        assert_eq!(Config::default().backend_name(), "embedded sqlite");
+    }
+}
