@@ -91,6 +91,20 @@ pub trait Storage: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StorageError>;
 }
 
+/// Log positions are `u64` in the protocol and `BIGINT`/`INTEGER` in the databases.
+/// Sequence numbers never exceed `i64::MAX`; a larger cursor is past every row.
+pub(crate) fn to_db_seq(seq: u64) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_db_seq(backend: &str, operation: &str, seq: i64) -> Result<u64, StorageError> {
+    u64::try_from(seq).map_err(|_| {
+        StorageError::Database(format!(
+            "{backend} {operation}: negative sequence number {seq} in the log"
+        ))
+    })
+}
+
 /// Opens the storage a server is configured with: `postgres://…` (or
 /// `postgresql://…`) is Postgres; `sqlite://PATH` is that SQLite file; no URL is
 /// the zero-setup default, an SQLite file in `data_dir` (both created if missing).

@@ -141,19 +141,6 @@ fn err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
     move |e| StorageError::Database(format!("postgres {operation}: {e}"))
 }
 
-fn to_db_seq(seq: u64) -> i64 {
-    // Sequence numbers never exceed i64::MAX; a larger cursor is past every row.
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn from_db_seq(operation: &'static str, seq: i64) -> Result<u64, StorageError> {
-    u64::try_from(seq).map_err(|_| {
-        StorageError::Database(format!(
-            "postgres {operation}: negative sequence number {seq} in the log"
-        ))
-    })
-}
-
 #[async_trait]
 impl Storage for PostgresStorage {
     async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
@@ -218,7 +205,7 @@ impl Storage for PostgresStorage {
              WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(tenant)
-        .bind(to_db_seq(cursor))
+        .bind(super::to_db_seq(cursor))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
@@ -226,7 +213,7 @@ impl Storage for PostgresStorage {
         rows.into_iter()
             .map(|(seq, journey, hash, actor, bytes)| {
                 Ok(StoredChange {
-                    seq: from_db_seq("changes_since", seq)?,
+                    seq: super::from_db_seq("postgres", "changes_since", seq)?,
                     journey: JourneyId::from_uuid(journey),
                     hash,
                     actor,
@@ -242,7 +229,7 @@ impl Storage for PostgresStorage {
             .fetch_optional(&self.pool)
             .await
             .map_err(err("head"))?;
-        from_db_seq("head", head.unwrap_or(0))
+        super::from_db_seq("postgres", "head", head.unwrap_or(0))
     }
 
     async fn journey(

@@ -133,19 +133,6 @@ impl SqliteStorage {
     }
 }
 
-fn to_db_seq(seq: u64) -> i64 {
-    // Sequence numbers never exceed i64::MAX; a larger cursor is past every row.
-    i64::try_from(seq).unwrap_or(i64::MAX)
-}
-
-fn from_db_seq(operation: &'static str, seq: i64) -> Result<u64, StorageError> {
-    u64::try_from(seq).map_err(|_| {
-        StorageError::Database(format!(
-            "sqlite {operation}: negative sequence number {seq} in the log"
-        ))
-    })
-}
-
 #[async_trait]
 impl Storage for SqliteStorage {
     async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
@@ -212,7 +199,7 @@ impl Storage for SqliteStorage {
              WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
         .bind(tenant)
-        .bind(to_db_seq(cursor))
+        .bind(super::to_db_seq(cursor))
         .bind(i64::from(limit))
         .fetch_all(&self.readers)
         .await
@@ -220,7 +207,7 @@ impl Storage for SqliteStorage {
         rows.into_iter()
             .map(|(seq, journey, hash, actor, bytes)| {
                 Ok(StoredChange {
-                    seq: from_db_seq("changes_since", seq)?,
+                    seq: super::from_db_seq("sqlite", "changes_since", seq)?,
                     journey: JourneyId::from_uuid(journey),
                     hash,
                     actor,
@@ -236,7 +223,7 @@ impl Storage for SqliteStorage {
             .fetch_optional(&self.readers)
             .await
             .map_err(self.err("head"))?;
-        from_db_seq("head", head.unwrap_or(0))
+        super::from_db_seq("sqlite", "head", head.unwrap_or(0))
     }
 
     async fn journey(
