@@ -253,3 +253,52 @@ async fn offline_edits_converge_after_reconnect_on_postgres() {
         .unwrap();
     offline_edits_converge_after_reconnect(storage).await;
 }
+
+/// A device that is not polling hears of another device's change on the live channel
+/// and pulls it: no waiting for the next interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_notice_makes_an_idle_device_pull_at_once() {
+    let url = sync_server(Arc::new(MemoryStorage::new())).await;
+    let office = device(Role::Dispatcher);
+    let crew = device(Role::Driver);
+    let journey = office.store.create_journey(&new_journey()).unwrap();
+    let office_sync = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
+    office_sync.sync_now().await.unwrap();
+
+    let crew_sync = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    let backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    crew_sync.start(Duration::from_secs(3600), backoff); // the interval never elapses here
+    let mut status = crew_sync.status();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.live && s.last_success.is_some()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        crew.store.journey(journey).unwrap().truck_number.as_deref(),
+        Some("T-3")
+    );
+
+    office
+        .store
+        .set_truck_number(journey, Some("T-9".into()))
+        .unwrap();
+    office_sync.sync_now().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if crew.store.journey(journey).unwrap().truck_number.as_deref() == Some("T-9") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the live notice should have made the crew device sync");
+    crew_sync.stop().await;
+    assert!(!crew_sync.status().borrow().live);
+}

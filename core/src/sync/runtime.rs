@@ -26,6 +26,8 @@ pub struct SyncStatus {
     pub connected: bool,
     pub syncing: bool,
     pub paused: bool,
+    /// Listening on the server's live channel.
+    pub live: bool,
     pub pending_changes: u64,
     pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
@@ -222,15 +224,19 @@ impl SyncClient {
         Ok(outcome)
     }
 
-    /// Starts the background loop (idempotent): sync, then wait for `interval`, a
-    /// [`wake`](Self::wake) or a failure's backoff. Must be called inside a tokio runtime.
+    /// Starts the background work (idempotent): the sync loop — sync, then wait for
+    /// `interval`, a [`wake`](Self::wake) or a failure's backoff — and a listener on the
+    /// server's live channel that wakes the loop when changes past our cursor commit.
+    /// Must be called inside a tokio runtime.
     pub fn start(self: &Arc<Self>, interval: Duration, backoff: Backoff) {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         if worker.is_some() {
             return;
         }
-        let (stop_tx, mut stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(false);
         let client = Arc::clone(self);
+        let live = tokio::spawn(Arc::clone(self).listen_live(backoff, stop_rx.clone()));
+        let mut stop_rx = stop_rx;
         let handle = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
@@ -257,8 +263,67 @@ impl SyncClient {
                     _ = stop_rx.changed() => {}
                 }
             }
+            let _ = live.await;
         });
         *worker = Some((stop_tx, handle));
+    }
+
+    /// Keeps a WebSocket open to `/v1/live`; every notice whose log head is past our
+    /// cursor wakes the sync loop. Reconnects with backoff; ends when stopped.
+    async fn listen_live(self: Arc<Self>, backoff: Backoff, mut stop: watch::Receiver<bool>) {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+
+        let url = format!("{}/v1/live", self.peer.replacen("http", "ws", 1));
+        let mut failures = 0u32;
+        while !*stop.borrow() {
+            let connected = tokio::select! {
+                connected = tokio_tungstenite::connect_async(url.as_str()) => connected,
+                _ = stop.changed() => break,
+            };
+            if let Ok((mut socket, _)) = connected {
+                failures = 0;
+                self.status.send_modify(|s| s.live = true);
+                loop {
+                    let frame = tokio::select! {
+                        frame = socket.next() => frame,
+                        _ = stop.changed() => break,
+                    };
+                    match frame {
+                        Some(Ok(Message::Text(text))) => {
+                            if self.is_news(text.as_str()).await {
+                                self.wake();
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                        Some(Ok(_)) => {} // pings are answered by the library while we read
+                    }
+                }
+                self.status.send_modify(|s| s.live = false);
+            }
+            let delay = backoff.delay(failures);
+            failures = failures.saturating_add(1);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    }
+
+    /// Whether a live notice reports log entries this device has not pulled yet.
+    async fn is_news(&self, frame: &str) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Notice {
+            head: u64,
+        }
+        let Ok(notice) = serde_json::from_str::<Notice>(frame) else {
+            return false;
+        };
+        let (store, peer) = (Arc::clone(&self.store), self.peer.clone());
+        let cursor = run_blocking(move || store.sync_cursor(&peer))
+            .await
+            .unwrap_or(0);
+        notice.head > cursor
     }
 
     /// Asks the background loop to sync now (e.g. after a local change or a push).
