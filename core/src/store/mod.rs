@@ -516,7 +516,8 @@ impl DeviceStore {
                 new += 1;
             }
         }
-        let applied = cached.doc.apply_changes(decoded.clone()).and_then(|()| {
+        let hashes: Vec<ChangeHash> = decoded.iter().map(Change::hash).collect();
+        let applied = cached.doc.apply_changes(decoded).and_then(|()| {
             summary::refresh(&tx, &cached.doc, now_ms())?;
             Ok(())
         });
@@ -526,10 +527,7 @@ impl DeviceStore {
             return Err(e);
         }
         cached.uncompacted += new;
-        let held = decoded
-            .iter()
-            .filter(|c| !cached.doc.has_change(&c.hash()))
-            .count();
+        let held = hashes.iter().filter(|h| !cached.doc.has_change(h)).count();
         Ok(RemoteApplied { new, held })
     }
 

@@ -105,6 +105,27 @@ pub(crate) fn from_db_seq(backend: &str, operation: &str, seq: i64) -> Result<u6
     })
 }
 
+/// A log row as both SQL backends select it: seq, journey, hash, actor, bytes.
+pub(crate) type LogRow = (i64, uuid::Uuid, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Turns selected log rows into [`StoredChange`]s, naming the backend on a bad row.
+pub(crate) fn stored_changes(
+    backend: &str,
+    rows: Vec<LogRow>,
+) -> Result<Vec<StoredChange>, StorageError> {
+    rows.into_iter()
+        .map(|(seq, journey, hash, actor, bytes)| {
+            Ok(StoredChange {
+                seq: from_db_seq(backend, "changes_since", seq)?,
+                journey: JourneyId::from_uuid(journey),
+                hash,
+                actor,
+                bytes,
+            })
+        })
+        .collect()
+}
+
 /// Opens the storage a server is configured with: `postgres://…` (or
 /// `postgresql://…`) is Postgres; `sqlite://PATH` is that SQLite file; no URL is
 /// the zero-setup default, an SQLite file in `data_dir` (both created if missing).

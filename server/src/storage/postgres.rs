@@ -200,7 +200,7 @@ impl Storage for PostgresStorage {
         cursor: u64,
         limit: u32,
     ) -> Result<Vec<StoredChange>, StorageError> {
-        let rows: Vec<(i64, Uuid, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        let rows: Vec<super::LogRow> = sqlx::query_as(
             "SELECT seq, journey_id, hash, actor, bytes FROM change_log
              WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
@@ -210,17 +210,7 @@ impl Storage for PostgresStorage {
         .fetch_all(&self.pool)
         .await
         .map_err(err("changes_since"))?;
-        rows.into_iter()
-            .map(|(seq, journey, hash, actor, bytes)| {
-                Ok(StoredChange {
-                    seq: super::from_db_seq("postgres", "changes_since", seq)?,
-                    journey: JourneyId::from_uuid(journey),
-                    hash,
-                    actor,
-                    bytes,
-                })
-            })
-            .collect()
+        super::stored_changes("postgres", rows)
     }
 
     async fn head(&self, tenant: &str) -> Result<u64, StorageError> {

@@ -17,7 +17,6 @@ use crewsync_core::ids::JourneyId;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::types::Uuid;
 
 use super::{JourneyRecord, NewChange, Storage, StorageError, StoredChange};
 
@@ -194,7 +193,7 @@ impl Storage for SqliteStorage {
         cursor: u64,
         limit: u32,
     ) -> Result<Vec<StoredChange>, StorageError> {
-        let rows: Vec<(i64, Uuid, Vec<u8>, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+        let rows: Vec<super::LogRow> = sqlx::query_as(
             "SELECT seq, journey_id, hash, actor, bytes FROM change_log
              WHERE tenant = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
         )
@@ -204,17 +203,7 @@ impl Storage for SqliteStorage {
         .fetch_all(&self.readers)
         .await
         .map_err(self.err("changes_since"))?;
-        rows.into_iter()
-            .map(|(seq, journey, hash, actor, bytes)| {
-                Ok(StoredChange {
-                    seq: super::from_db_seq("sqlite", "changes_since", seq)?,
-                    journey: JourneyId::from_uuid(journey),
-                    hash,
-                    actor,
-                    bytes,
-                })
-            })
-            .collect()
+        super::stored_changes("sqlite", rows)
     }
 
     async fn head(&self, tenant: &str) -> Result<u64, StorageError> {
