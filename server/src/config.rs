@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::MAX_BODY_BYTES;
+use crate::compaction::DEFAULT_COMPACT_AFTER;
 
 /// Seconds between keep-alive pings on a live socket, unless configured.
 pub const DEFAULT_LIVE_PING_SECS: u64 = 20;
@@ -36,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "CREWSYNC_LIVE_PING_SECS", default_value_t = DEFAULT_LIVE_PING_SECS,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub live_ping_secs: u64,
+
+    /// Compact a journey (fold its logged changes into a saved document) once this
+    /// many of its changes are outside its snapshot; 0 turns compaction off.
+    #[arg(long, env = "CREWSYNC_COMPACT_AFTER", default_value_t = DEFAULT_COMPACT_AFTER)]
+    pub compact_after: u64,
 }
 
 impl Default for Config {
@@ -46,6 +52,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./crewsync-data"),
             max_body_bytes: MAX_BODY_BYTES,
             live_ping_secs: DEFAULT_LIVE_PING_SECS,
+            compact_after: DEFAULT_COMPACT_AFTER,
         }
     }
 }
@@ -104,12 +111,15 @@ mod tests {
             "1024",
             "--live-ping-secs",
             "5",
+            "--compact-after",
+            "64",
         ])
         .unwrap();
         assert_eq!(config.listen.port(), 9000);
         assert!(config.is_postgres());
         assert_eq!(config.max_body_bytes, 1024);
         assert_eq!(config.live_ping(), Duration::from_secs(5));
+        assert_eq!(config.compact_after, 64);
         assert!(Config::try_parse_from(["crewsync-server", "--live-ping-secs", "0"]).is_err());
         assert_eq!(Config::default().backend_name(), "embedded sqlite");
     }

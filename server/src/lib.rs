@@ -9,6 +9,7 @@
 //! Routes: `GET /health`, `GET /ready`, `POST /v1/sync`, `GET /v1/live` (WebSocket),
 //! `GET /metrics`.
 
+pub mod compaction;
 pub mod config;
 pub mod live;
 pub mod metrics;
@@ -31,6 +32,7 @@ use axum::{Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
 
+use crate::compaction::Compactor;
 use crate::config::Config;
 use crate::live::{LiveHub, Notice, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
@@ -58,6 +60,8 @@ pub struct Services {
     /// Tells live sockets (here and, with Postgres, on other servers) of appends.
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
+    /// Folds busy journeys' changes into snapshots, off the request path.
+    pub compactor: Compactor,
     /// Largest sync request body; larger ones get 413.
     pub max_body_bytes: usize,
 }
@@ -67,10 +71,16 @@ impl Services {
     pub fn in_process(storage: Arc<dyn Storage>, config: &Config) -> Result<Self, MetricsError> {
         let metrics = Arc::new(Metrics::new()?);
         let hub = LiveHub::new(Arc::clone(&metrics), config.live_ping());
+        let compactor = Compactor::new(
+            Arc::clone(&storage),
+            Arc::clone(&metrics),
+            config.compact_after,
+        );
         Ok(Self {
             storage,
             notifier: Notifier::local(hub),
             metrics,
+            compactor,
             max_body_bytes: config.max_body_bytes,
         })
     }
@@ -220,6 +230,7 @@ impl Server {
                 "live sockets still open at shutdown"
             );
         }
+        self.services.compactor.stop();
         if let Some(fanout) = self.fanout {
             fanout.stop().await;
         }
@@ -282,14 +293,8 @@ async fn sync_endpoint(
     let request = wire::decode_request(&body)?;
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
-    // The head around the append tells whether it added anything (a re-sent change
-    // adds nothing), so live sockets hear only of real news.
-    let before = if journeys.is_empty() {
-        None
-    } else {
-        Some(services.storage.head(DEFAULT_TENANT).await?)
-    };
-    let response = sync::exchange(&services.storage, DEFAULT_TENANT, request).await?;
+    let sync::Exchanged { response, appended } =
+        sync::exchange(&services.storage, DEFAULT_TENANT, request).await?;
     services
         .metrics
         .changes_accepted
@@ -298,19 +303,16 @@ async fn sync_endpoint(
         .metrics
         .changes_rejected
         .inc_by(response.rejected.len() as u64);
-    if let Some(before) = before {
-        // The changes are durable and acknowledged below whatever happens here.
-        match services.storage.head(DEFAULT_TENANT).await {
-            Ok(head) if head > before => services.notifier.committed(Notice {
-                tenant: DEFAULT_TENANT.to_owned(),
-                head,
-                journeys: journeys.into_iter().collect(),
-            }),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the head after an append; live sockets not told")
-            }
-        }
+    // A re-sent change adds nothing: live sockets and the compactor hear only of
+    // real news. The changes are durable and acknowledged whatever happens here.
+    if appended.new_changes > 0 {
+        let journeys: Vec<_> = journeys.into_iter().collect();
+        services.compactor.touched(DEFAULT_TENANT, &journeys);
+        services.notifier.committed(Notice {
+            tenant: DEFAULT_TENANT.to_owned(),
+            head: appended.head,
+            journeys,
+        });
     }
 
     let encoded = wire::encode(&response);

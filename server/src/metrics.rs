@@ -45,6 +45,9 @@ pub struct Metrics {
     /// `crewsync_live_notices_total{source}`: change notices this instance heard,
     /// `source` = `local` (its own appends) or `postgres` (another instance's).
     pub live_notices: IntCounterVec,
+    /// `crewsync_compactions_total{outcome}`: journey compactions, by outcome
+    /// (`saved`, `lost_race`, `nothing`, `failed`).
+    pub compactions: IntCounterVec,
 }
 
 impl Metrics {
@@ -103,6 +106,14 @@ impl Metrics {
             ),
             &["source"],
         )?;
+        let compactions = IntCounterVec::new(
+            Opts::new(
+                "crewsync_compactions_total",
+                "Journey compactions, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(compactions.clone()))?;
         registry.register(Box::new(http_requests.clone()))?;
         registry.register(Box::new(bytes_received.clone()))?;
         registry.register(Box::new(bytes_sent.clone()))?;
@@ -123,6 +134,7 @@ impl Metrics {
             live_connections,
             live_frames_sent,
             live_notices,
+            compactions,
         })
     }
 

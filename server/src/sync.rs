@@ -7,10 +7,18 @@ use crewsync_core::sync::wire::{
     LoggedChange, PROTOCOL_VERSION, RejectedChange, SyncRequest, SyncResponse,
 };
 
-use crate::storage::{NewChange, Storage, StorageError};
+use crate::storage::{Appended, NewChange, Storage, StorageError};
 
 /// The most log entries one response carries, whatever the device asks for.
 pub const MAX_PULL: u32 = 10_000;
+
+/// One request's result: the answer for the device, and what the append did (so
+/// the caller tells live sockets only of real news).
+#[derive(Debug)]
+pub struct Exchanged {
+    pub response: SyncResponse,
+    pub appended: Appended,
+}
 
 /// Handles one request for `tenant`. Malformed changes are rejected one by one with
 /// a reason and nothing is stored for them; the rest are acknowledged only after the
@@ -19,7 +27,7 @@ pub async fn exchange(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     request: SyncRequest,
-) -> Result<SyncResponse, StorageError> {
+) -> Result<Exchanged, StorageError> {
     let mut accepted = Vec::with_capacity(request.changes.len());
     let mut rejected = Vec::new();
     for change in request.changes {
@@ -37,7 +45,7 @@ pub async fn exchange(
             }),
         }
     }
-    storage.append(tenant, &accepted).await?;
+    let appended = storage.append(tenant, &accepted).await?;
 
     let limit = request.max_changes.clamp(1, MAX_PULL);
     let rows = storage.changes_since(tenant, request.cursor, limit).await?;
@@ -52,7 +60,7 @@ pub async fn exchange(
             bytes: row.bytes,
         })
         .collect();
-    Ok(SyncResponse {
+    let response = SyncResponse {
         version: PROTOCOL_VERSION,
         acked: accepted
             .into_iter()
@@ -62,5 +70,6 @@ pub async fn exchange(
         changes,
         cursor,
         more,
-    })
+    };
+    Ok(Exchanged { response, appended })
 }

@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use common::{
     Running, WAIT, connect_live, frame_naming, journey_change, next_frame, push, serve_services,
 };
+use crewsync_server::compaction::Compactor;
 use crewsync_server::config::Config;
 use crewsync_server::live::{LiveHub, Notice, Notifier, Source};
 use crewsync_server::metrics::Metrics;
+use crewsync_server::storage::Storage;
 use crewsync_server::storage::memory::MemoryStorage;
 use crewsync_server::{DEFAULT_TENANT, Server, Services};
 use futures_util::StreamExt;
@@ -170,8 +172,10 @@ async fn a_socket_that_falls_behind_skips_to_the_latest_head() {
 fn fast_ping_services() -> Services {
     let metrics = Arc::new(Metrics::new().unwrap());
     let hub = LiveHub::new(Arc::clone(&metrics), Duration::from_millis(100));
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
     Services {
-        storage: Arc::new(MemoryStorage::new()),
+        compactor: Compactor::new(Arc::clone(&storage), Arc::clone(&metrics), 0),
+        storage,
         notifier: Notifier::local(hub),
         metrics,
         max_body_bytes: crewsync_server::MAX_BODY_BYTES,

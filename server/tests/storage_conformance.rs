@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crewsync_core::ids::{DeviceId, JourneyId};
-use crewsync_server::storage::{JourneyRecord, NewChange, Storage, StoredChange};
+use crewsync_server::storage::{Appended, JourneyRecord, NewChange, Storage, StoredChange};
 
 /// A backend under test and whatever must outlive it (temp dir, test database).
 struct Backend {
@@ -89,6 +89,7 @@ conformance!(
     journey_returns_snapshot_and_unfolded_changes,
     head_and_ping,
     a_large_batch_is_stored_whole_and_in_order,
+    compaction_folds_what_applies_and_keeps_the_rest,
 );
 
 const TENANT: &str = "acme-movers";
@@ -216,15 +217,30 @@ mod cases {
     pub async fn reappending_a_known_hash_is_a_no_op(storage: Arc<dyn Storage>) {
         let s = storage.as_ref();
         let j = JourneyId::new();
-        s.append(TENANT, &[change(j, "a"), change(j, "b")])
+        let first = s
+            .append(TENANT, &[change(j, "a"), change(j, "b")])
             .await
             .unwrap();
         let log = whole_log(s, TENANT).await;
         let head = s.head(TENANT).await.unwrap();
         assert_eq!(log.len(), 2);
+        assert_eq!(
+            first,
+            Appended {
+                head,
+                new_changes: 2
+            }
+        );
 
         // The same change again (a device re-sending after a lost acknowledgement).
-        s.append(TENANT, &[change(j, "a")]).await.unwrap();
+        assert_eq!(
+            s.append(TENANT, &[change(j, "a")]).await.unwrap(),
+            Appended {
+                head,
+                new_changes: 0
+            },
+            "a re-send reports nothing new and the unchanged head"
+        );
         assert_eq!(
             s.head(TENANT).await.unwrap(),
             head,
@@ -240,18 +256,26 @@ mod cases {
         assert_eq!(whole_log(s, TENANT).await, log);
 
         // Known and new mixed, with a duplicate inside the batch: only `c` is new.
-        s.append(
-            TENANT,
-            &[
-                change(j, "b"),
-                change(j, "c"),
-                change(j, "c"),
-                change(j, "a"),
-            ],
-        )
-        .await
-        .unwrap();
+        let mixed = s
+            .append(
+                TENANT,
+                &[
+                    change(j, "b"),
+                    change(j, "c"),
+                    change(j, "c"),
+                    change(j, "a"),
+                ],
+            )
+            .await
+            .unwrap();
         let after = whole_log(s, TENANT).await;
+        assert_eq!(
+            mixed,
+            Appended {
+                head: after[2].seq,
+                new_changes: 1
+            }
+        );
         assert_eq!(after.len(), 3);
         assert_eq!(after[..2], log[..]);
         assert_eq!(after[2].hash, hash("c"));
@@ -291,9 +315,11 @@ mod cases {
         assert_eq!(whole_log(s, a).await.len(), 3);
 
         // Snapshots are per tenant too.
-        s.save_snapshot(b, ja, b"b's idea of ja", &[hash("a1")])
-            .await
-            .unwrap();
+        assert!(
+            s.save_snapshot(b, ja, 0, b"b's idea of ja", &[hash("a1")])
+                .await
+                .unwrap()
+        );
         let record_a = s.journey(a, ja).await.unwrap();
         assert_eq!(record_a.snapshot, None);
         assert_eq!(record_a.changes.len(), 3);
@@ -414,32 +440,32 @@ mod cases {
         s.append(TENANT, &[change(j1, "b")]).await.unwrap();
         s.append(TENANT, &[change(j1, "c")]).await.unwrap();
         let bytes = |label: &str| change(j1, label).bytes;
+        let record = |snapshot: Option<&[u8]>, generation, labels: &[&str]| JourneyRecord {
+            snapshot: snapshot.map(<[u8]>::to_vec),
+            generation,
+            changes: labels.iter().map(|l| bytes(l)).collect(),
+        };
         assert_eq!(
             s.journey(TENANT, j1).await.unwrap(),
-            JourneyRecord {
-                snapshot: None,
-                changes: vec![bytes("a"), bytes("b"), bytes("c")],
-            }
+            record(None, 0, &["a", "b", "c"])
         );
-        let record_j2 = JourneyRecord {
-            snapshot: None,
-            changes: vec![bytes("x")],
-        };
+        assert_eq!(s.unfolded_count(TENANT, j1).await.unwrap(), 3);
+        let record_j2 = record(None, 0, &["x"]);
         assert_eq!(s.journey(TENANT, j2).await.unwrap(), record_j2);
         let log = whole_log(s, TENANT).await;
         let head = s.head(TENANT).await.unwrap();
 
         // Compaction folds a and b into a snapshot; c stays a change of its own.
-        s.save_snapshot(TENANT, j1, b"snapshot 1", &[hash("a"), hash("b")])
-            .await
-            .unwrap();
+        assert!(
+            s.save_snapshot(TENANT, j1, 0, b"snapshot 1", &[hash("a"), hash("b")])
+                .await
+                .unwrap()
+        );
         assert_eq!(
             s.journey(TENANT, j1).await.unwrap(),
-            JourneyRecord {
-                snapshot: Some(b"snapshot 1".to_vec()),
-                changes: vec![bytes("c")],
-            }
+            record(Some(b"snapshot 1"), 1, &["c"])
         );
+        assert_eq!(s.unfolded_count(TENANT, j1).await.unwrap(), 1);
         assert_eq!(
             s.journey(TENANT, j2).await.unwrap(),
             record_j2,
@@ -456,41 +482,127 @@ mod cases {
         s.append(TENANT, &[change(j1, "d")]).await.unwrap();
         assert_eq!(
             s.journey(TENANT, j1).await.unwrap(),
-            JourneyRecord {
-                snapshot: Some(b"snapshot 1".to_vec()),
-                changes: vec![bytes("c"), bytes("d")],
-            }
+            record(Some(b"snapshot 1"), 1, &["c", "d"])
+        );
+
+        // A compaction built from an older generation loses and writes nothing:
+        // neither a second "first" snapshot nor a stale replacement.
+        for stale in [0, 2] {
+            assert!(
+                !s.save_snapshot(TENANT, j1, stale, b"stale", &[hash("c")])
+                    .await
+                    .unwrap(),
+                "generation {stale} is not the current one"
+            );
+        }
+        assert_eq!(
+            s.journey(TENANT, j1).await.unwrap(),
+            record(Some(b"snapshot 1"), 1, &["c", "d"])
         );
 
         // A newer snapshot replaces the old one; folding twice is harmless.
-        s.save_snapshot(
-            TENANT,
-            j1,
-            b"snapshot 2",
-            &[hash("a"), hash("b"), hash("c"), hash("d")],
-        )
-        .await
-        .unwrap();
+        assert!(
+            s.save_snapshot(
+                TENANT,
+                j1,
+                1,
+                b"snapshot 2",
+                &[hash("a"), hash("b"), hash("c"), hash("d")],
+            )
+            .await
+            .unwrap()
+        );
         assert_eq!(
             s.journey(TENANT, j1).await.unwrap(),
-            JourneyRecord {
-                snapshot: Some(b"snapshot 2".to_vec()),
-                changes: vec![],
-            }
+            record(Some(b"snapshot 2"), 2, &[])
         );
+        assert_eq!(s.unfolded_count(TENANT, j1).await.unwrap(), 0);
 
         // A snapshot that contains none of the logged changes.
-        s.save_snapshot(TENANT, j2, b"snapshot of j2", &[])
+        assert!(
+            s.save_snapshot(TENANT, j2, 0, b"snapshot of j2", &[])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            s.journey(TENANT, j2).await.unwrap(),
+            record(Some(b"snapshot of j2"), 1, &["x"])
+        );
+        assert_eq!(whole_log(s, TENANT).await.len(), 5);
+    }
+
+    /// Server-side compaction over the backend: real automerge changes, one held
+    /// back so its successors miss a dependency.
+    pub async fn compaction_folds_what_applies_and_keeps_the_rest(storage: Arc<dyn Storage>) {
+        use automerge::transaction::Transactable;
+        use automerge::{Automerge, ReadDoc};
+        use crewsync_server::compaction::{Compacted, compact_journey};
+
+        let journey = JourneyId::new();
+        let mut doc = Automerge::new();
+        let mut changes = Vec::new();
+        for i in 0..12_i64 {
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, format!("k{}", i % 5), i).unwrap();
+            tx.commit();
+            let change = doc.get_last_local_change().unwrap();
+            changes.push(NewChange {
+                journey,
+                hash: change.hash().as_ref().to_vec(),
+                actor: change.actor_id().to_bytes().to_vec(),
+                device: DeviceId::new(),
+                bytes: change.raw_bytes().to_vec(),
+            });
+        }
+        let gap = 6;
+        let (before, rest) = changes.split_at(gap);
+        let (held, after) = rest.split_first().unwrap();
+        storage.append(TENANT, before).await.unwrap();
+        storage.append(TENANT, after).await.unwrap();
+        assert_eq!(
+            compact_journey(&storage, TENANT, journey).await.unwrap(),
+            Compacted::Saved { folded: gap },
+            "only the changes before the gap apply"
+        );
+        assert_eq!(
+            storage.unfolded_count(TENANT, journey).await.unwrap(),
+            (changes.len() - gap - 1) as u64,
+            "changes missing a dependency stay in the record"
+        );
+
+        storage
+            .append(TENANT, std::slice::from_ref(held))
             .await
             .unwrap();
         assert_eq!(
-            s.journey(TENANT, j2).await.unwrap(),
-            JourneyRecord {
-                snapshot: Some(b"snapshot of j2".to_vec()),
-                changes: vec![bytes("x")],
+            compact_journey(&storage, TENANT, journey).await.unwrap(),
+            Compacted::Saved {
+                folded: changes.len() - gap
             }
         );
-        assert_eq!(whole_log(s, TENANT).await.len(), 5);
+        assert_eq!(
+            compact_journey(&storage, TENANT, journey).await.unwrap(),
+            Compacted::Nothing
+        );
+        let record = storage.journey(TENANT, journey).await.unwrap();
+        assert!(record.changes.is_empty());
+        assert_eq!(record.generation, 2);
+        let loaded = Automerge::load(record.snapshot.as_deref().unwrap()).unwrap();
+        assert_eq!(loaded.get_heads(), doc.get_heads());
+        assert_eq!(
+            loaded
+                .get(automerge::ROOT, "k1")
+                .unwrap()
+                .map(|(v, _)| v.to_string()),
+            doc.get(automerge::ROOT, "k1")
+                .unwrap()
+                .map(|(v, _)| v.to_string())
+        );
+        assert_eq!(
+            whole_log(storage.as_ref(), TENANT).await.len(),
+            changes.len(),
+            "the log keeps every change"
+        );
     }
 
     pub async fn head_and_ping(storage: Arc<dyn Storage>) {
@@ -606,7 +718,7 @@ mod postgres_durability {
                         .map(|k| change(journey, &format!("t{task}-r{round}-k{k}")))
                         .collect();
                     match storage.append(TENANT, &batch).await {
-                        Ok(()) => acked.push(batch),
+                        Ok(_) => acked.push(batch),
                         Err(_) => {
                             failed = true;
                             break;
@@ -805,7 +917,7 @@ mod sqlite_durability {
                 .unwrap();
         }
         storage
-            .save_snapshot(TENANT, journey, b"snapshot", &[hash("r0-k0")])
+            .save_snapshot(TENANT, journey, 0, b"snapshot", &[hash("r0-k0")])
             .await
             .unwrap();
         let log = whole_log(&storage, TENANT).await;

@@ -209,6 +209,7 @@ impl Sim {
                 request.clone(),
             ))
             .unwrap()
+            .response
     }
 
     fn run(&mut self, steps: usize) {

@@ -7,15 +7,24 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use crewsync_core::ids::JourneyId;
 
-use super::{JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+use super::{Appended, JourneyRecord, NewChange, Storage, StorageError, StoredChange};
 
 #[derive(Debug, Default)]
 struct Tenant {
     log: Vec<StoredChange>,
     hashes: HashSet<Vec<u8>>,
-    snapshots: HashMap<JourneyId, Vec<u8>>,
+    /// Each journey's snapshot and its generation.
+    snapshots: HashMap<JourneyId, (Vec<u8>, u64)>,
     /// (journey, hash) of changes folded into that journey's snapshot.
     folded: HashSet<(JourneyId, Vec<u8>)>,
+}
+
+impl Tenant {
+    fn unfolded(&self, journey: JourneyId) -> impl Iterator<Item = &StoredChange> {
+        self.log.iter().filter(move |c| {
+            c.journey == journey && !self.folded.contains(&(journey, c.hash.clone()))
+        })
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,8 +45,9 @@ impl MemoryStorage {
 
 #[async_trait]
 impl Storage for MemoryStorage {
-    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
-        self.with(tenant, |t| {
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError> {
+        Ok(self.with(tenant, |t| {
+            let mut new_changes = 0;
             for change in changes {
                 if t.hashes.insert(change.hash.clone()) {
                     let seq = t.log.last().map_or(0, |c| c.seq) + 1;
@@ -48,10 +58,14 @@ impl Storage for MemoryStorage {
                         actor: change.actor.clone(),
                         bytes: change.bytes.clone(),
                     });
+                    new_changes += 1;
                 }
             }
-        });
-        Ok(())
+            Appended {
+                head: t.log.last().map_or(0, |c| c.seq),
+                new_changes,
+            }
+        }))
     }
 
     async fn changes_since(
@@ -79,30 +93,47 @@ impl Storage for MemoryStorage {
         tenant: &str,
         journey: JourneyId,
     ) -> Result<JourneyRecord, StorageError> {
-        Ok(self.with(tenant, |t| JourneyRecord {
-            snapshot: t.snapshots.get(&journey).cloned(),
-            changes: t
-                .log
-                .iter()
-                .filter(|c| c.journey == journey && !t.folded.contains(&(journey, c.hash.clone())))
-                .map(|c| c.bytes.clone())
-                .collect(),
+        Ok(self.with(tenant, |t| {
+            let (snapshot, generation) = t
+                .snapshots
+                .get(&journey)
+                .map_or((None, 0), |(bytes, generation)| {
+                    (Some(bytes.clone()), *generation)
+                });
+            JourneyRecord {
+                snapshot,
+                generation,
+                changes: t.unfolded(journey).map(|c| c.bytes.clone()).collect(),
+            }
         }))
+    }
+
+    async fn unfolded_count(&self, tenant: &str, journey: JourneyId) -> Result<u64, StorageError> {
+        Ok(self.with(tenant, |t| t.unfolded(journey).count() as u64))
     }
 
     async fn save_snapshot(
         &self,
         tenant: &str,
         journey: JourneyId,
+        base_generation: u64,
         snapshot: &[u8],
         contains: &[Vec<u8>],
-    ) -> Result<(), StorageError> {
-        self.with(tenant, |t| {
-            t.snapshots.insert(journey, snapshot.to_vec());
+    ) -> Result<bool, StorageError> {
+        Ok(self.with(tenant, |t| {
+            let current = t
+                .snapshots
+                .get(&journey)
+                .map_or(0, |(_, generation)| *generation);
+            if current != base_generation {
+                return false;
+            }
+            t.snapshots
+                .insert(journey, (snapshot.to_vec(), base_generation + 1));
             t.folded
                 .extend(contains.iter().map(|hash| (journey, hash.clone())));
-        });
-        Ok(())
+            true
+        }))
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -43,7 +43,20 @@ pub struct StoredChange {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JourneyRecord {
     pub snapshot: Option<Vec<u8>>,
+    /// Counts the snapshot's saves (0: none yet). A compaction saves only if this
+    /// is unchanged since it read the record, so a slower compaction can never put
+    /// back an older snapshot over changes a newer one folded.
+    pub generation: u64,
     pub changes: Vec<Vec<u8>>,
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// The tenant's log head after the append.
+    pub head: u64,
+    /// How many of the changes were new to the log (re-sent ones are not).
+    pub new_changes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +70,7 @@ pub enum StorageError {
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// Appends changes durably; changes already in the tenant's log are skipped.
-    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError>;
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError>;
 
     /// Up to `limit` log entries with `seq > cursor`, in log order.
     async fn changes_since(
@@ -77,15 +90,21 @@ pub trait Storage: Send + Sync + 'static {
         journey: JourneyId,
     ) -> Result<JourneyRecord, StorageError>;
 
+    /// How many of a journey's changes are not in its snapshot yet.
+    async fn unfolded_count(&self, tenant: &str, journey: JourneyId) -> Result<u64, StorageError>;
+
     /// Stores a snapshot of a journey that contains the changes with the given hashes;
-    /// those leave the journey's record (the log keeps them for cursors).
+    /// those leave the journey's record (the log keeps them for cursors). Saves only
+    /// if the record's generation is still `base_generation`, and returns whether
+    /// it saved: `false` means another compaction got there first.
     async fn save_snapshot(
         &self,
         tenant: &str,
         journey: JourneyId,
+        base_generation: u64,
         snapshot: &[u8],
         contains: &[Vec<u8>],
-    ) -> Result<(), StorageError>;
+    ) -> Result<bool, StorageError>;
 
     /// Whether the backend answers (for `/ready`).
     async fn ping(&self) -> Result<(), StorageError>;
@@ -100,7 +119,7 @@ pub(crate) fn to_db_seq(seq: u64) -> i64 {
 pub(crate) fn from_db_seq(backend: &str, operation: &str, seq: i64) -> Result<u64, StorageError> {
     u64::try_from(seq).map_err(|_| {
         StorageError::Database(format!(
-            "{backend} {operation}: negative sequence number {seq} in the log"
+            "{backend} {operation}: negative number {seq} where the log keeps counts and positions"
         ))
     })
 }

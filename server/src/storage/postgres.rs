@@ -14,7 +14,7 @@ use crewsync_core::ids::JourneyId;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::types::Uuid;
 
-use super::{JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+use super::{Appended, JourneyRecord, NewChange, Storage, StorageError, StoredChange};
 
 /// Connections per server process. The server shares a 2-core machine class with
 /// Postgres; appends of one tenant serialize on a row lock anyway, so more
@@ -29,7 +29,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// Numbers and inserts a batch in one statement, under the tenant's head lock:
 /// drops changes already in the log and duplicates within the batch (the first
 /// occurrence wins), numbers the rest `head + 1 ..` in batch order, and moves
-/// the head to the last number used (not at all when nothing was new).
+/// the head to the last number used (not at all when nothing was new). Returns
+/// how many rows it inserted and the moved head (NULL when it did not move).
 ///
 /// The statement runs after the lock was taken, so its snapshot sees every
 /// committed append of the tenant; `ON CONFLICT` is only a safety net.
@@ -55,9 +56,13 @@ inserted AS (
     ORDER BY n.rn
     ON CONFLICT (tenant, hash) DO NOTHING
     RETURNING seq
+),
+moved AS (
+    UPDATE log_heads SET head = (SELECT max(seq) FROM inserted)
+    WHERE tenant = $1 AND EXISTS (SELECT 1 FROM inserted)
+    RETURNING head
 )
-UPDATE log_heads SET head = (SELECT max(seq) FROM inserted)
-WHERE tenant = $1 AND EXISTS (SELECT 1 FROM inserted)";
+SELECT (SELECT count(*) FROM inserted), (SELECT head FROM moved)";
 
 /// The snapshot and the unfolded changes in ONE statement, i.e. from one MVCC
 /// snapshot: two statements could see the old snapshot and then miss the changes
@@ -65,6 +70,7 @@ WHERE tenant = $1 AND EXISTS (SELECT 1 FROM inserted)";
 const JOURNEY_SQL: &str = "
 SELECT
     (SELECT snapshot FROM journey_snapshots WHERE tenant = $1 AND journey_id = $2),
+    (SELECT generation FROM journey_snapshots WHERE tenant = $1 AND journey_id = $2),
     ARRAY(
         SELECT bytes FROM change_log
         WHERE tenant = $1 AND journey_id = $2 AND NOT folded
@@ -143,9 +149,12 @@ fn err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
 
 #[async_trait]
 impl Storage for PostgresStorage {
-    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Appended {
+                head: self.head(tenant).await?,
+                new_changes: 0,
+            });
         }
         let journeys: Vec<Uuid> = changes.iter().map(|c| c.journey.as_uuid()).collect();
         let hashes: Vec<&[u8]> = changes.iter().map(|c| c.hash.as_slice()).collect();
@@ -179,7 +188,7 @@ impl Storage for PostgresStorage {
             StorageError::Database("postgres append: tenant head row missing".to_owned())
         })?;
 
-        sqlx::query(APPEND_SQL)
+        let (inserted, moved): (i64, Option<i64>) = sqlx::query_as(APPEND_SQL)
             .bind(tenant)
             .bind(head)
             .bind(journeys)
@@ -187,11 +196,15 @@ impl Storage for PostgresStorage {
             .bind(actors)
             .bind(devices)
             .bind(bytes)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(err("append: insert"))?;
         // Durable on return: synchronous_commit is left at its default (on).
-        tx.commit().await.map_err(err("append: commit"))
+        tx.commit().await.map_err(err("append: commit"))?;
+        Ok(Appended {
+            head: super::from_db_seq("postgres", "append", moved.unwrap_or(head))?,
+            new_changes: u64::try_from(inserted).unwrap_or(0),
+        })
     }
 
     async fn changes_since(
@@ -227,38 +240,76 @@ impl Storage for PostgresStorage {
         tenant: &str,
         journey: JourneyId,
     ) -> Result<JourneyRecord, StorageError> {
-        let (snapshot, changes): (Option<Vec<u8>>, Vec<Vec<u8>>) = sqlx::query_as(JOURNEY_SQL)
-            .bind(tenant)
-            .bind(journey.as_uuid())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(err("journey"))?;
-        Ok(JourneyRecord { snapshot, changes })
+        let (snapshot, generation, changes): (Option<Vec<u8>>, Option<i64>, Vec<Vec<u8>>) =
+            sqlx::query_as(JOURNEY_SQL)
+                .bind(tenant)
+                .bind(journey.as_uuid())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err("journey"))?;
+        Ok(JourneyRecord {
+            snapshot,
+            generation: super::from_db_seq("postgres", "journey", generation.unwrap_or(0))?,
+            changes,
+        })
+    }
+
+    async fn unfolded_count(&self, tenant: &str, journey: JourneyId) -> Result<u64, StorageError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM change_log WHERE tenant = $1 AND journey_id = $2 AND NOT folded",
+        )
+        .bind(tenant)
+        .bind(journey.as_uuid())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err("unfolded_count"))?;
+        super::from_db_seq("postgres", "unfolded_count", count)
     }
 
     async fn save_snapshot(
         &self,
         tenant: &str,
         journey: JourneyId,
+        base_generation: u64,
         snapshot: &[u8],
         contains: &[Vec<u8>],
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let mut tx = self
             .pool
             .begin()
             .await
             .map_err(err("save_snapshot: begin"))?;
-        sqlx::query(
-            "INSERT INTO journey_snapshots (tenant, journey_id, snapshot) VALUES ($1, $2, $3)
-             ON CONFLICT (tenant, journey_id)
-             DO UPDATE SET snapshot = excluded.snapshot, updated_at = now()",
-        )
-        .bind(tenant)
-        .bind(journey.as_uuid())
-        .bind(snapshot)
-        .execute(&mut *tx)
-        .await
-        .map_err(err("save_snapshot: store snapshot"))?;
+        // The first snapshot inserts (a concurrent first one makes this a no-op);
+        // later ones replace only the generation they were built from.
+        let saved = if base_generation == 0 {
+            sqlx::query(
+                "INSERT INTO journey_snapshots (tenant, journey_id, snapshot, generation)
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (tenant, journey_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(journey.as_uuid())
+            .bind(snapshot)
+            .execute(&mut *tx)
+            .await
+        } else {
+            sqlx::query(
+                "UPDATE journey_snapshots
+                 SET snapshot = $3, generation = generation + 1, updated_at = now()
+                 WHERE tenant = $1 AND journey_id = $2 AND generation = $4",
+            )
+            .bind(tenant)
+            .bind(journey.as_uuid())
+            .bind(snapshot)
+            .bind(super::to_db_seq(base_generation))
+            .execute(&mut *tx)
+            .await
+        }
+        .map_err(err("save_snapshot: store snapshot"))?
+        .rows_affected()
+            == 1;
+        if !saved {
+            return Ok(false);
+        }
         if !contains.is_empty() {
             // Only this journey's changes: a stray hash of another journey must
             // not hide that journey's change from its record.
@@ -274,7 +325,8 @@ impl Storage for PostgresStorage {
             .await
             .map_err(err("save_snapshot: fold changes"))?;
         }
-        tx.commit().await.map_err(err("save_snapshot: commit"))
+        tx.commit().await.map_err(err("save_snapshot: commit"))?;
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

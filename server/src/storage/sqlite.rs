@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+use super::{Appended, JourneyRecord, NewChange, Storage, StorageError, StoredChange};
 
 /// The database file created in a data dir when no URL is given.
 pub const DEFAULT_FILE_NAME: &str = "crewsync.sqlite3";
@@ -134,9 +134,12 @@ impl SqliteStorage {
 
 #[async_trait]
 impl Storage for SqliteStorage {
-    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<(), StorageError> {
+    async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(Appended {
+                head: self.head(tenant).await?,
+                new_changes: 0,
+            });
         }
         let mut tx = self
             .writer
@@ -184,7 +187,11 @@ impl Storage for SqliteStorage {
             .map_err(self.err("append: update head"))?;
         }
         // Durable on return: WAL with synchronous=FULL syncs the WAL at COMMIT.
-        tx.commit().await.map_err(self.err("append: commit"))
+        tx.commit().await.map_err(self.err("append: commit"))?;
+        Ok(Appended {
+            head: super::from_db_seq("sqlite", "append", head)?,
+            new_changes: super::from_db_seq("sqlite", "append", head - old_head)?,
+        })
     }
 
     async fn changes_since(
@@ -228,8 +235,8 @@ impl Storage for SqliteStorage {
             .begin()
             .await
             .map_err(self.err("journey: begin"))?;
-        let snapshot: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT snapshot FROM journey_snapshots WHERE tenant = ?1 AND journey_id = ?2",
+        let snapshot: Option<(Vec<u8>, i64)> = sqlx::query_as(
+            "SELECT snapshot, generation FROM journey_snapshots WHERE tenant = ?1 AND journey_id = ?2",
         )
         .bind(tenant)
         .bind(journey.as_uuid())
@@ -247,33 +254,77 @@ impl Storage for SqliteStorage {
         .await
         .map_err(self.err("journey: read changes"))?;
         tx.commit().await.map_err(self.err("journey: end"))?;
-        Ok(JourneyRecord { snapshot, changes })
+        let (snapshot, generation) = match snapshot {
+            Some((snapshot, generation)) => (
+                Some(snapshot),
+                super::from_db_seq("sqlite", "journey", generation)?,
+            ),
+            None => (None, 0),
+        };
+        Ok(JourneyRecord {
+            snapshot,
+            generation,
+            changes,
+        })
+    }
+
+    async fn unfolded_count(&self, tenant: &str, journey: JourneyId) -> Result<u64, StorageError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM change_log WHERE tenant = ?1 AND journey_id = ?2 AND folded = 0",
+        )
+        .bind(tenant)
+        .bind(journey.as_uuid())
+        .fetch_one(&self.readers)
+        .await
+        .map_err(self.err("unfolded_count"))?;
+        super::from_db_seq("sqlite", "unfolded_count", count)
     }
 
     async fn save_snapshot(
         &self,
         tenant: &str,
         journey: JourneyId,
+        base_generation: u64,
         snapshot: &[u8],
         contains: &[Vec<u8>],
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(self.err("save_snapshot: begin"))?;
-        sqlx::query(
-            "INSERT INTO journey_snapshots (tenant, journey_id, snapshot) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, journey_id) DO UPDATE SET
-                 snapshot = excluded.snapshot,
-                 updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-        )
-        .bind(tenant)
-        .bind(journey.as_uuid())
-        .bind(snapshot)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.err("save_snapshot: store snapshot"))?;
+        // The first snapshot inserts; later ones replace only the generation they
+        // were built from (the write lock makes the check and the write one step).
+        let saved = if base_generation == 0 {
+            sqlx::query(
+                "INSERT INTO journey_snapshots (tenant, journey_id, snapshot, generation)
+                 VALUES (?1, ?2, ?3, 1) ON CONFLICT (tenant, journey_id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(journey.as_uuid())
+            .bind(snapshot)
+            .execute(&mut *tx)
+            .await
+        } else {
+            sqlx::query(
+                "UPDATE journey_snapshots
+                 SET snapshot = ?3, generation = generation + 1,
+                     updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+                 WHERE tenant = ?1 AND journey_id = ?2 AND generation = ?4",
+            )
+            .bind(tenant)
+            .bind(journey.as_uuid())
+            .bind(snapshot)
+            .bind(super::to_db_seq(base_generation))
+            .execute(&mut *tx)
+            .await
+        }
+        .map_err(self.err("save_snapshot: store snapshot"))?
+        .rows_affected()
+            == 1;
+        if !saved {
+            return Ok(false);
+        }
         for hash in contains {
             // Only this journey's changes: a stray hash of another journey must
             // not hide that journey's change from its record.
@@ -288,7 +339,10 @@ impl Storage for SqliteStorage {
             .await
             .map_err(self.err("save_snapshot: fold changes"))?;
         }
-        tx.commit().await.map_err(self.err("save_snapshot: commit"))
+        tx.commit()
+            .await
+            .map_err(self.err("save_snapshot: commit"))?;
+        Ok(true)
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
