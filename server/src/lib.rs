@@ -185,6 +185,14 @@ impl Server {
     /// other's live sockets of their appends.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
         let storage = storage::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        Self::with_storage(config, storage).await
+    }
+
+    /// As [`open`](Self::open), over storage the caller opened (e.g. wrapped).
+    pub async fn with_storage(
+        config: &Config,
+        storage: Arc<dyn Storage>,
+    ) -> Result<Self, StartError> {
         let mut services = Services::in_process(Arc::clone(&storage), config)?;
         let fanout = match config.database_url.as_deref() {
             Some(url) if config.is_postgres() => {
