@@ -29,9 +29,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if config.database_url.is_none() {
+        tracing::info!(data_dir = %config.data_dir.display(), "embedded store");
+    }
     tracing::info!(
         addr = %config.listen,
         backend = config.backend_name(),
+        compact_after = config.compact_after,
         max_body_bytes = config.max_body_bytes,
         live_ping_secs = config.live_ping_secs,
         "listening"
