@@ -5,6 +5,7 @@
 //! - [`ids`] — typed UUID ids, parsed once at the boundary;
 //! - [`document`] — a journey as an automerge document: layout, actions, merge rules (pure);
 //! - [`store`] — the device's SQLite store: documents, outbox, journey list, GPS buffer;
+//! - [`policy`] — who may change what: the rules both device and server check;
 //! - [`sync`] — the sync protocol (wire format and the device's side), sans I/O;
 //! - [`error`] — the one error enum.
 
@@ -12,6 +13,7 @@ pub mod document;
 pub mod error;
 pub mod ids;
 pub mod model;
+pub mod policy;
 pub mod store;
 pub mod sync;
 

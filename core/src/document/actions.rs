@@ -20,6 +20,7 @@ use crate::model::{
     ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaRef,
     NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
 };
+use crate::policy::Touch;
 
 /// Longest note, entry text or title accepted (a crew note, not a document).
 pub const MAX_TEXT_LEN: usize = 10_000;
@@ -111,6 +112,28 @@ impl JourneyAction {
             Self::AddEntry { .. } => "add_entry",
             Self::AddGpsBatch { .. } => "add_gps_batch",
             Self::AddMediaRef { .. } => "add_media_ref",
+        }
+    }
+
+    /// What the action's change does to the journey, as the policy sees it. The
+    /// server derives the same from the change itself (`document::touches`); a test
+    /// checks that the two agree for every action.
+    pub fn touches(&self) -> Vec<Touch> {
+        match self {
+            Self::AdvanceStage { to } => vec![Touch::Stage(*to)],
+            Self::StartStep { step } => vec![Touch::StepStart(*step)],
+            Self::CompleteStep { step } => vec![Touch::StepComplete(*step)],
+            Self::ApproveStep { step, .. } => vec![Touch::StepApprove(*step)],
+            Self::AddChecklist { step, .. }
+            | Self::SetChecklistItem { step, .. }
+            | Self::AddActivity { step, .. } => vec![Touch::StepActivity(*step)],
+            Self::AddNote { .. } => vec![Touch::Note, Touch::Counts],
+            Self::AssignCrew { .. } | Self::UnassignCrew { .. } => vec![Touch::Crew],
+            Self::SetTruckNumber { .. } => vec![Touch::TruckNumber],
+            Self::SetTimes { .. } => vec![Touch::Times],
+            Self::AddEntry { .. } => vec![Touch::Entry, Touch::Counts],
+            Self::AddGpsBatch { .. } => vec![Touch::Gps, Touch::Counts],
+            Self::AddMediaRef { .. } => vec![Touch::Media],
         }
     }
 }

@@ -15,6 +15,7 @@ pub mod actions;
 pub mod gps;
 pub mod origin;
 pub mod schema;
+pub mod touches;
 
 use std::collections::BTreeMap;
 
