@@ -15,17 +15,30 @@ pub const DEFAULT_LIVE_PING_SECS: u64 = 20;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "crewsync-server", version, about = "The crewsync sync server")]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on.
     #[arg(long, env = "CREWSYNC_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
     /// Storage: `postgres://…` for Postgres, `sqlite://PATH` for an SQLite file;
     /// absent, an embedded SQLite file in the data dir. Falls back to DATABASE_URL.
-    #[arg(long, env = "CREWSYNC_DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "CREWSYNC_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
 
     /// Where the embedded SQLite store lives (when no database URL is given).
-    #[arg(long, env = "CREWSYNC_DATA_DIR", default_value = "./crewsync-data")]
+    #[arg(
+        long,
+        env = "CREWSYNC_DATA_DIR",
+        default_value = "./crewsync-data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// Largest sync request body accepted; larger ones get 413.
@@ -42,6 +55,18 @@ pub struct Config {
     /// many of its changes are outside its snapshot; 0 turns compaction off.
     #[arg(long, env = "CREWSYNC_COMPACT_AFTER", default_value_t = DEFAULT_COMPACT_AFTER)]
     pub compact_after: u64,
+
+    /// Don't load the demo tenants into an empty embedded store at start.
+    #[arg(long, env = "CREWSYNC_NO_DEMO_SEED")]
+    pub no_demo_seed: bool,
+}
+
+/// What to do instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Loads the seed's demo tenants (LGM: 43 locations, 50 users; and a second,
+    /// small tenant) into the configured database, then exits. Idempotent.
+    Seed,
 }
 
 impl Default for Config {
@@ -53,6 +78,8 @@ impl Default for Config {
             max_body_bytes: MAX_BODY_BYTES,
             live_ping_secs: DEFAULT_LIVE_PING_SECS,
             compact_after: DEFAULT_COMPACT_AFTER,
+            command: None,
+            no_demo_seed: false,
         }
     }
 }
@@ -120,6 +147,11 @@ mod tests {
         assert_eq!(config.max_body_bytes, 1024);
         assert_eq!(config.live_ping(), Duration::from_secs(5));
         assert_eq!(config.compact_after, 64);
+        assert!(config.command.is_none());
+        let seed =
+            Config::try_parse_from(["crewsync-server", "seed", "--data-dir", "/tmp/y"]).unwrap();
+        assert!(matches!(seed.command, Some(Command::Seed)));
+        assert_eq!(seed.data_dir, PathBuf::from("/tmp/y"));
         assert!(Config::try_parse_from(["crewsync-server", "--live-ping-secs", "0"]).is_err());
         assert_eq!(Config::default().backend_name(), "embedded sqlite");
     }

@@ -9,10 +9,13 @@
 //! Routes: `GET /health`, `GET /ready`, `POST /v1/sync`, `GET /v1/live` (WebSocket),
 //! `GET /metrics`.
 
+pub mod auth;
 pub mod compaction;
 pub mod config;
+pub mod directory;
 pub mod live;
 pub mod metrics;
+pub mod seed;
 pub mod storage;
 pub mod sync;
 

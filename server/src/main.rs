@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use crewsync_server::Server;
-use crewsync_server::config::Config;
+use crewsync_server::config::{Command, Config};
+use crewsync_server::directory::Directory;
+use crewsync_server::{seed, storage};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -14,7 +16,38 @@ async fn main() -> ExitCode {
         )
         .init();
     let config = Config::from_args_and_env();
-    let server = match Server::open(&config).await {
+    let opened = match storage::open(config.database_url.as_deref(), &config.data_dir).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, backend = config.backend_name(), "cannot start");
+            eprintln!("crewsync-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let directory = Directory::new(opened.db.clone());
+    if let Some(Command::Seed) = config.command {
+        return match seed::seed(&directory).await {
+            Ok(seeded) => {
+                println!(
+                    "seeded {} tenants, {} locations, {} users (password {:?})",
+                    seeded.tenants,
+                    seeded.locations,
+                    seeded.users,
+                    seed::DEMO_PASSWORD
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crewsync-server seed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let Err(e) = seed_fresh_embedded_store(&config, &directory).await {
+        eprintln!("crewsync-server: cannot load the demo tenants: {e}");
+        return ExitCode::FAILURE;
+    }
+    let server = match Server::with_storage(&config, opened.storage).await {
         Ok(server) => server,
         Err(e) => {
             tracing::error!(error = %e, backend = config.backend_name(), "cannot start");
@@ -50,6 +83,28 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The zero-setup promise: an embedded store with no tenants gets the demo
+/// tenants, so a first `crewsync-server` can be signed in to. Postgres never is.
+async fn seed_fresh_embedded_store(
+    config: &Config,
+    directory: &Directory,
+) -> Result<(), seed::SeedError> {
+    if config.database_url.is_some()
+        || config.no_demo_seed
+        || !directory.tenants().await?.is_empty()
+    {
+        return Ok(());
+    }
+    let seeded = seed::seed(directory).await?;
+    tracing::info!(
+        tenants = seeded.tenants,
+        users = seeded.users,
+        password = seed::DEMO_PASSWORD,
+        "empty embedded store: loaded the demo tenants (sign in as e.g. dispatcher@lgm.example)"
+    );
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -145,17 +145,34 @@ pub(crate) fn stored_changes(
         .collect()
 }
 
+/// A server's database: the change log behind [`Storage`], and the same database
+/// for the directory and the rest of the relational state.
+pub struct Opened {
+    pub storage: Arc<dyn Storage>,
+    pub db: crate::directory::Db,
+}
+
 /// Opens the storage a server is configured with: `postgres://…` (or
 /// `postgresql://…`) is Postgres; `sqlite://PATH` is that SQLite file; no URL is
 /// the zero-setup default, an SQLite file in `data_dir` (both created if missing).
 /// Migrations run before this returns.
-pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
+pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Opened, StorageError> {
     match url {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Ok(Arc::new(postgres::PostgresStorage::connect(url).await?))
+            let storage = postgres::PostgresStorage::connect(url).await?;
+            let db = storage.db();
+            Ok(Opened {
+                storage: Arc::new(storage),
+                db,
+            })
         }
         Some(url) if url.starts_with("sqlite:") => {
-            Ok(Arc::new(sqlite::SqliteStorage::open_url(url).await?))
+            let storage = sqlite::SqliteStorage::open_url(url).await?;
+            let db = storage.db();
+            Ok(Opened {
+                storage: Arc::new(storage),
+                db,
+            })
         }
         Some(url) => {
             let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
@@ -171,9 +188,18 @@ pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Stora
                     data_dir.display()
                 ))
             })?;
-            Ok(Arc::new(
-                sqlite::SqliteStorage::open(&data_dir.join(sqlite::DEFAULT_FILE_NAME)).await?,
-            ))
+            let storage =
+                sqlite::SqliteStorage::open(&data_dir.join(sqlite::DEFAULT_FILE_NAME)).await?;
+            let db = storage.db();
+            Ok(Opened {
+                storage: Arc::new(storage),
+                db,
+            })
         }
     }
+}
+
+/// As [`open`], for callers that need only the change log.
+pub async fn connect(url: Option<&str>, data_dir: &Path) -> Result<Arc<dyn Storage>, StorageError> {
+    Ok(open(url, data_dir).await?.storage)
 }

@@ -136,6 +136,11 @@ impl PostgresStorage {
         &self.pool
     }
 
+    /// The same database for the directory and the rest of the relational state.
+    pub fn db(&self) -> crate::directory::Db {
+        crate::directory::Db::Postgres(self.pool.clone())
+    }
+
     /// Closes every connection, waiting for the ones in use to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

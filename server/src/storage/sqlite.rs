@@ -114,6 +114,14 @@ impl SqliteStorage {
         Self::open(Path::new(path)).await
     }
 
+    /// The same database for the directory and the rest of the relational state.
+    pub fn db(&self) -> crate::directory::Db {
+        crate::directory::Db::Sqlite {
+            writer: self.writer.clone(),
+            readers: self.readers.clone(),
+        }
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,0 +1,3 @@
+//! Authentication: password hashing (and, with sign-in, tokens and sessions).
+
+pub mod password;
