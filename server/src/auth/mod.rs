@@ -1,3 +1,5 @@
-//! Authentication: password hashing (and, with sign-in, tokens and sessions).
+//! Authentication: password hashing, access tokens, sessions and refresh tokens.
 
 pub mod password;
+pub mod sessions;
+pub mod tokens;

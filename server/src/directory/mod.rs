@@ -38,7 +38,7 @@ pub enum DirectoryError {
     Corrupt(String),
 }
 
-fn db_err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> DirectoryError {
+pub(crate) fn db_err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> DirectoryError {
     move |e| match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => {
             DirectoryError::Conflict(format!("{operation}: {}", db.message()))
@@ -76,13 +76,41 @@ macro_rules! on_db {
     };
 }
 
+/// Runs `$body` inside a write transaction `$tx`, with `$lock` the row-locking
+/// suffix for SELECTs that guard a read-modify-write (`FOR UPDATE` on Postgres;
+/// nothing on SQLite, whose `BEGIN IMMEDIATE` already holds the write lock).
+/// `$body` commits.
+macro_rules! in_write_tx {
+    ($db:expr, $tx:ident, $lock:ident => $body:expr) => {
+        match $db {
+            Db::Postgres(pool) => {
+                let mut $tx = pool
+                    .begin()
+                    .await
+                    .map_err($crate::directory::db_err("begin"))?;
+                let $lock = " FOR UPDATE";
+                $body
+            }
+            Db::Sqlite { writer, .. } => {
+                let mut $tx = writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err($crate::directory::db_err("begin"))?;
+                let $lock = "";
+                $body
+            }
+        }
+    };
+}
+pub(crate) use {in_write_tx, on_db};
+
 /// The directory over a [`Db`].
 #[derive(Debug, Clone)]
 pub struct Directory {
     db: Db,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
