@@ -1,26 +1,47 @@
-//! Sync through a faulty network (reliability matrix B1, B2): a loopback proxy between
+//! Sync through a faulty network (reliability matrix B1–B5): a loopback proxy between
 //! devices and the server resets connections, swallows responses after the server has
-//! committed, and cuts responses short. Retries must never duplicate a change, and
-//! after the faults stop every replica converges with nothing lost.
+//! committed, cuts responses short, black-holes all traffic, flaps the link and
+//! drips bytes a few at a time. Retries must never duplicate a change, and after the
+//! faults stop every replica converges with nothing lost.
+//!
+//! Seeded and replayable: each test prints its seed; `CREWSYNC_SEED=N` replays it.
+//! `CREWSYNC_SOAK=N` multiplies the flapping test's load.
 #![allow(clippy::unwrap_used)]
 
+use std::collections::{BTreeSet, HashSet};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use axum::extract::Request;
+use axum::middleware::Next;
 use chrono::NaiveDate;
-use crewsync_core::ids::{ClientId, LocationId, UserId};
+use crewsync_core::ids::{ClientId, EntryId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role};
-use crewsync_core::sync::runtime::SyncClient;
+use crewsync_core::sync::runtime::{Backoff, SyncClient, SyncConfig, SyncStatus};
 use crewsync_core::{DeviceStore, StoreOptions};
+use crewsync_server::config::Config;
+use crewsync_server::storage::Storage;
+use crewsync_server::storage::memory::MemoryStorage;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 const TENANT: &str = "default";
 
+/// Bound on every wait for the system to settle: a wedged sync fails the test.
+const SETTLE: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------
+// The fault proxy
+
+/// What a connection's answers (server to device) go through (B1, B2).
 #[derive(Debug, Clone, Copy)]
 enum Fault {
     Pass,
@@ -33,67 +54,308 @@ enum Fault {
     CutResponse(usize),
 }
 
-/// A TCP proxy on loopback that applies a seeded fault to each new connection.
-async fn fault_proxy(upstream: SocketAddr, seed: u64, faults: Arc<AtomicU64>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut rng = StdRng::seed_from_u64(seed);
-        loop {
-            let Ok((client, _)) = listener.accept().await else {
-                return;
-            };
-            let fault = match rng.random_range(0..100) {
-                0..50 => Fault::Pass,
-                50..65 => Fault::Reset,
-                65..85 => Fault::SwallowResponse,
-                _ => Fault::CutResponse(rng.random_range(0..200)),
-            };
-            if !matches!(fault, Fault::Pass) {
-                faults.fetch_add(1, Ordering::Relaxed);
-            }
-            tokio::spawn(relay(client, upstream, fault));
-        }
-    });
-    addr
+/// What the link does to every connection at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Up,
+    /// A black hole (elevator, basement): nothing passes, not even a close, and
+    /// nothing is closed; held bytes flow on once the link is up again.
+    Stalled,
+    /// Open connections are cut and new ones closed at once.
+    Down,
 }
 
-async fn relay(mut client: TcpStream, upstream: SocketAddr, fault: Fault) {
-    if matches!(fault, Fault::Reset) {
-        drop(client); // closed before the request reaches the server
-        return;
-    }
-    let Ok(mut server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    if matches!(fault, Fault::Pass) {
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-        return;
-    }
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-    });
-    let mut passed = 0;
-    let mut buffer = [0u8; 4096];
-    loop {
-        // One answer per connection matters here; stop at the first quiet moment.
-        let read =
-            tokio::time::timeout(Duration::from_millis(300), server_read.read(&mut buffer)).await;
-        let Ok(Ok(n)) = read else { break };
-        if n == 0 {
-            break;
-        }
-        if let Fault::CutResponse(limit) = fault {
-            let take = n.min(limit.saturating_sub(passed));
-            if take > 0 && client_write.write_all(&buffer[..take]).await.is_err() {
-                break;
+#[derive(Debug, Clone, Copy)]
+struct LinkState {
+    link: Link,
+    /// Cuts so far: a connection dies with the first cut after it opened, even if
+    /// the link is up again before the connection looks.
+    cuts: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Shaping {
+    /// B1/B2: a seeded [`Fault`] per connection.
+    connection_faults: bool,
+    /// B5: every write sliced into 1–16-byte pieces, 1–5 ms apart, both directions.
+    drip: bool,
+}
+
+#[derive(Debug, Default)]
+struct ProxyStats {
+    connections: AtomicU64,
+    faulted: AtomicU64,
+    slices: AtomicU64,
+    /// Bytes forwarded, both ways.
+    bytes: AtomicU64,
+}
+
+/// A TCP proxy on loopback between devices and the server.
+struct Proxy {
+    addr: SocketAddr,
+    link: watch::Sender<LinkState>,
+    stats: Arc<ProxyStats>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr, seed: u64, shaping: Shaping) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (link, _) = watch::channel(LinkState {
+            link: Link::Up,
+            cuts: 0,
+        });
+        let stats = Arc::new(ProxyStats::default());
+        let (links, counts) = (link.clone(), Arc::clone(&stats));
+        tokio::spawn(async move {
+            let mut rng = StdRng::seed_from_u64(seed);
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                let fault = if shaping.connection_faults {
+                    match rng.random_range(0..100) {
+                        0..50 => Fault::Pass,
+                        50..65 => Fault::Reset,
+                        65..85 => Fault::SwallowResponse,
+                        _ => Fault::CutResponse(rng.random_range(0..200)),
+                    }
+                } else {
+                    Fault::Pass
+                };
+                if !matches!(fault, Fault::Pass) {
+                    counts.faulted.fetch_add(1, Ordering::Relaxed);
+                }
+                counts.connections.fetch_add(1, Ordering::Relaxed);
+                let drip = shaping.drip.then(|| rng.random::<u64>());
+                let connection = Connection {
+                    fault,
+                    drip,
+                    link: links.subscribe(),
+                    stats: Arc::clone(&counts),
+                };
+                tokio::spawn(connection.relay(client, upstream));
             }
+        });
+        Self { addr, link, stats }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set(&self, link: Link) {
+        self.link.send_modify(|state| {
+            if link == Link::Down && state.link != Link::Down {
+                state.cuts += 1;
+            }
+            state.link = link;
+        });
+    }
+
+    fn stat(&self, read: impl Fn(&ProxyStats) -> &AtomicU64) -> u64 {
+        read(&self.stats).load(Ordering::Relaxed)
+    }
+}
+
+struct Connection {
+    fault: Fault,
+    /// Seed for the slicing, when dripping.
+    drip: Option<u64>,
+    link: watch::Receiver<LinkState>,
+    stats: Arc<ProxyStats>,
+}
+
+impl Connection {
+    async fn relay(self, client: TcpStream, upstream: SocketAddr) {
+        let mut link = self.link;
+        let born = link.borrow().cuts;
+        if matches!(self.fault, Fault::Reset) || !passable(&mut link, born).await {
+            return; // closed before the request reaches the server
+        }
+        let Ok(server) = TcpStream::connect(upstream).await else {
+            return;
+        };
+        // Each slice leaves as its own segment, so the far side reads it alone.
+        let _ = client.set_nodelay(true);
+        let _ = server.set_nodelay(true);
+        let (client_read, client_write) = client.into_split();
+        let (server_read, server_write) = server.into_split();
+        let slicer = |salt: u64| self.drip.map(|seed| StdRng::seed_from_u64(seed ^ salt));
+        let requests = Pump {
+            fault: Fault::Pass,
+            drip: slicer(0),
+            link: link.clone(),
+            born,
+            stats: Arc::clone(&self.stats),
+        };
+        let answers = Pump {
+            fault: self.fault,
+            drip: slicer(1),
+            link,
+            born,
+            stats: self.stats,
+        };
+        let requests = tokio::spawn(requests.run(client_read, server_write));
+        // The answers decide when the connection ends: dropping our halves closes it.
+        answers.run(server_read, client_write).await;
+        requests.abort();
+    }
+}
+
+/// Moves bytes one way through the link.
+struct Pump {
+    fault: Fault,
+    drip: Option<StdRng>,
+    link: watch::Receiver<LinkState>,
+    born: u64,
+    stats: Arc<ProxyStats>,
+}
+
+impl Pump {
+    async fn run(mut self, mut from: OwnedReadHalf, mut to: OwnedWriteHalf) {
+        let mut passed = 0;
+        let mut buffer = [0u8; 4096];
+        loop {
+            let read = async {
+                match self.fault {
+                    Fault::Pass => from.read(&mut buffer).await.ok(),
+                    // One answer per connection matters here; stop at the first quiet moment.
+                    _ => tokio::time::timeout(Duration::from_millis(300), from.read(&mut buffer))
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                }
+            };
+            let read = tokio::select! {
+                read = read => read,
+                () = cut(&mut self.link, self.born) => return,
+            };
+            // Nothing crosses a stalled link, not even the end of the stream.
+            if !passable(&mut self.link, self.born).await {
+                return;
+            }
+            let Some(n) = read.filter(|&n| n > 0) else {
+                let _ = to.shutdown().await;
+                return;
+            };
+            let take = match self.fault {
+                Fault::Pass | Fault::Reset => n,
+                Fault::SwallowResponse => 0,
+                Fault::CutResponse(limit) => n.min(limit.saturating_sub(passed)),
+            };
             passed += take;
+            self.stats.bytes.fetch_add(take as u64, Ordering::Relaxed);
+            if !self.write(&mut to, &buffer[..take]).await {
+                return;
+            }
         }
     }
-    // Closing our halves ends the connection: the device's request fails mid-answer.
+
+    async fn write(&mut self, to: &mut OwnedWriteHalf, mut bytes: &[u8]) -> bool {
+        let Some(rng) = &mut self.drip else {
+            return to.write_all(bytes).await.is_ok();
+        };
+        while !bytes.is_empty() {
+            let (slice, rest) = bytes.split_at(rng.random_range(1..=16).min(bytes.len()));
+            if to.write_all(slice).await.is_err() {
+                return false;
+            }
+            self.stats.slices.fetch_add(1, Ordering::Relaxed);
+            bytes = rest;
+            tokio::time::sleep(Duration::from_millis(rng.random_range(1..=5))).await;
+        }
+        true
+    }
+}
+
+/// Waits out a stall; false once the link is down or was cut since `born`.
+async fn passable(link: &mut watch::Receiver<LinkState>, born: u64) -> bool {
+    match link
+        .wait_for(|s| s.link != Link::Stalled || s.cuts != born)
+        .await
+    {
+        Ok(state) => state.link == Link::Up && state.cuts == born,
+        Err(_) => false, // the proxy is gone
+    }
+}
+
+/// Completes at the first cut after `born`.
+async fn cut(link: &mut watch::Receiver<LinkState>, born: u64) {
+    let _ = link.wait_for(|s| s.cuts != born).await;
+}
+
+// ---------------------------------------------------------------------------------
+// Server, devices, seeds
+
+struct Server {
+    addr: SocketAddr,
+    storage: Arc<dyn Storage>,
+    /// `POST /v1/sync` requests that reached the server.
+    sync_requests: Arc<AtomicU64>,
+}
+
+impl Server {
+    /// The in-process server on loopback. Live sockets are pinged every second, so a
+    /// device may call 3 s of silence a dead link.
+    async fn start(storage: Arc<dyn Storage>) -> Self {
+        let config = Config {
+            live_ping_secs: 1,
+            ..Config::default()
+        };
+        let services =
+            crewsync_server::Services::in_process(Arc::clone(&storage), &config).unwrap();
+        let sync_requests = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&sync_requests);
+        let router = crewsync_server::router(services).layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                if request.uri().path() == "/v1/sync" {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                next.run(request)
+            },
+        ));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Self {
+            addr,
+            storage,
+            sync_requests,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every logged change's hash; fails on a duplicate.
+    async fn logged_hashes(&self) -> BTreeSet<Vec<u8>> {
+        let log = self
+            .storage
+            .changes_since(TENANT, 0, u32::MAX)
+            .await
+            .unwrap();
+        let hashes: BTreeSet<_> = log.iter().map(|c| c.hash.clone()).collect();
+        assert_eq!(hashes.len(), log.len(), "a change logged twice");
+        hashes
+    }
+}
+
+/// Fails fast on stalls (1 s per exchange, 3 s of live silence at 1 s pings).
+fn quick() -> SyncConfig {
+    SyncConfig {
+        connect_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(1),
+        live_silence_timeout: Duration::from_secs(3),
+    }
+}
+
+fn short_backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(400),
+    }
 }
 
 fn location() -> Location {
@@ -105,40 +367,21 @@ fn location() -> Location {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = crewsync_server::storage::connect(None, dir.path())
-        .await
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let server_addr = listener.local_addr().unwrap();
-    let router = crewsync_server::app(crewsync_server::AppState {
-        storage: Arc::clone(&storage),
-    });
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let faults = Arc::new(AtomicU64::new(0));
-    let seed = std::env::var("CREWSYNC_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
-    println!("fault proxy seed {seed} (replay with CREWSYNC_SEED={seed})");
-    let proxy = format!(
-        "http://{}",
-        fault_proxy(server_addr, seed, Arc::clone(&faults)).await
-    );
-    let direct = format!("http://{server_addr}");
-
-    let dispatcher =
-        DeviceStore::open(dir.path().join("office.sqlite"), StoreOptions::default()).unwrap();
-    dispatcher.upsert_location(&location()).unwrap();
-    dispatcher
+fn device(dir: &Path, name: &str, role: Role) -> Arc<DeviceStore> {
+    let store =
+        DeviceStore::open(dir.join(format!("{name}.sqlite")), StoreOptions::default()).unwrap();
+    store.upsert_location(&location()).unwrap();
+    store
         .set_active_user(Some(ActiveUser {
             user_id: UserId::new(),
-            role: Role::Dispatcher,
+            role,
         }))
         .unwrap();
-    let journey = dispatcher
+    store
+}
+
+fn new_journey(store: &DeviceStore) -> JourneyId {
+    store
         .create_journey(&NewJourney {
             id: None,
             client_id: location().client_id,
@@ -148,7 +391,125 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
             move_source_id: None,
             steps_requiring_approval: vec![],
         })
+        .unwrap()
+}
+
+/// A local write, off the reactor (SQLite commits with a full fsync).
+async fn write_entry(store: &Arc<DeviceStore>, journey: JourneyId, text: String) -> EntryId {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.add_entry(journey, NewEntry::note(text)))
+        .await
+        .unwrap()
+        .expect("a local write succeeds whatever the network does")
+}
+
+/// Every change hash in a device's copy of the journey.
+fn document_hashes(store: &DeviceStore, journey: JourneyId) -> BTreeSet<Vec<u8>> {
+    store
+        .with_document(journey, |doc| {
+            Ok(doc
+                .changes_since(&[])
+                .iter()
+                .map(|c| c.hash().0.to_vec())
+                .collect())
+        })
+        .unwrap()
+}
+
+/// Every replica holds the same journey, with the same heads, and exactly the
+/// changes the server logged; no outbox holds anything.
+async fn assert_converged(server: &Server, stores: &[&Arc<DeviceStore>], journey: JourneyId) {
+    let logged = server.logged_hashes().await;
+    let view = stores[0].journey(journey).unwrap();
+    let heads = stores[0].heads(journey).unwrap();
+    for (i, store) in stores.iter().enumerate() {
+        assert_eq!(store.outbox_len().unwrap(), 0, "device {i}'s outbox");
+        assert_eq!(store.heads(journey).unwrap(), heads, "device {i}'s heads");
+        assert_eq!(
+            store.journey(journey).unwrap(),
+            view,
+            "device {i}'s journey"
+        );
+        assert_eq!(
+            document_hashes(store, journey),
+            logged,
+            "device {i} holds exactly the server's changes"
+        );
+    }
+}
+
+/// Waits until `ready` holds for the status, failing after [`SETTLE`].
+async fn wait_status(client: &SyncClient, what: &str, ready: impl FnMut(&SyncStatus) -> bool) {
+    let mut status = client.status();
+    let waited = tokio::time::timeout(SETTLE, status.wait_for(ready)).await;
+    assert!(
+        matches!(waited, Ok(Ok(_))),
+        "{what}: not within {SETTLE:?}; status {:?}",
+        client.status().borrow().clone()
+    );
+}
+
+/// Polls `done` every 10 ms, failing after [`SETTLE`].
+async fn wait_until<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let waited = tokio::time::timeout(SETTLE, async {
+        while !done().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "{what}: not within {SETTLE:?}");
+}
+
+/// This run's seed: `CREWSYNC_SEED`, else `default`. The guard repeats it on failure.
+fn seed(default: u64) -> (u64, SeedGuard) {
+    let seed = std::env::var("CREWSYNC_SEED")
+        .ok()
+        .map(|s| s.parse().expect("CREWSYNC_SEED is a number"))
+        .unwrap_or(default);
+    println!("seed {seed} (replay with CREWSYNC_SEED={seed})");
+    (seed, SeedGuard(seed))
+}
+
+struct SeedGuard(u64);
+
+impl Drop for SeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "failed with seed {0}; replay with CREWSYNC_SEED={0}",
+                self.0
+            );
+        }
+    }
+}
+
+fn soak() -> u32 {
+    std::env::var("CREWSYNC_SOAK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+// ---------------------------------------------------------------------------------
+// B1, B2
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_change() {
+    let (seed, _guard) = seed(7);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = crewsync_server::storage::connect(None, dir.path())
+        .await
         .unwrap();
+    let server = Server::start(storage).await;
+    let shaping = Shaping {
+        connection_faults: true,
+        ..Shaping::default()
+    };
+    let proxy = Proxy::start(server.addr, seed, shaping).await;
+    let direct = server.url();
+
+    let dispatcher = device(dir.path(), "office", Role::Dispatcher);
+    let journey = new_journey(&dispatcher);
     SyncClient::new(Arc::clone(&dispatcher), &direct)
         .unwrap()
         .sync_now()
@@ -159,17 +520,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
     const ENTRIES: usize = 40;
     let mut crews = Vec::new();
     for i in 0..CREWS {
-        let store = DeviceStore::open(
-            dir.path().join(format!("crew{i}.sqlite")),
-            StoreOptions::default(),
-        )
-        .unwrap();
-        store
-            .set_active_user(Some(ActiveUser {
-                user_id: UserId::new(),
-                role: Role::Mover,
-            }))
-            .unwrap();
+        let store = device(dir.path(), &format!("crew{i}"), Role::Mover);
         SyncClient::new(Arc::clone(&store), &direct)
             .unwrap()
             .sync_now()
@@ -185,17 +536,15 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
                 .add_entry(journey, NewEntry::note(format!("crew {i} entry {n}")))
                 .unwrap();
             if n % 4 == 3 {
-                let client = SyncClient::new(Arc::clone(store), &proxy).unwrap();
+                let client = SyncClient::new(Arc::clone(store), &proxy.url()).unwrap();
                 if client.sync_now().await.is_err() {
                     failures += 1;
                 }
             }
         }
     }
-    assert!(
-        faults.load(Ordering::Relaxed) > 5,
-        "the proxy injected faults"
-    );
+    let faulted = proxy.stat(|s| &s.faulted);
+    assert!(faulted > 5, "the proxy injected faults");
     assert!(failures > 0, "some syncs failed");
 
     // Faults stop: everyone syncs directly until nothing is pending (bounded).
@@ -208,25 +557,372 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
                 .unwrap();
         }
     }
-    let log = storage.changes_since(TENANT, 0, u32::MAX).await.unwrap();
     let expected = 1 + CREWS * ENTRIES;
     assert_eq!(
-        log.len(),
+        server.logged_hashes().await.len(),
         expected,
         "every change stored exactly once despite retries"
     );
     let view = dispatcher.journey(journey).unwrap();
     assert_eq!(view.entries.len(), CREWS * ENTRIES, "no change lost");
-    for store in &crews {
-        assert_eq!(store.outbox_len().unwrap(), 0);
-        assert_eq!(store.journey(journey).unwrap(), view);
+    let all: Vec<_> = crews.iter().chain([&dispatcher]).collect();
+    assert_converged(&server, &all, journey).await;
+    println!(
+        "{faulted} faulted connections, {failures} failed syncs, {expected} changes once each"
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// B3
+
+/// B3: the link black-holes everything (nothing forwarded, nothing closed). The
+/// device notices within its configured bounds — the exchange times out, the live
+/// socket falls silent — and says so in its status; the crew keeps writing; once the
+/// link is back, sync resumes by itself and everyone converges.
+async fn a_stalled_link_is_detected_and_sync_resumes_after_it(storage: Arc<dyn Storage>) {
+    let (seed, _guard) = seed(3);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(storage).await;
+    let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let office = device(dir.path(), "office", Role::Dispatcher);
+    let journey = new_journey(&office);
+    let office_sync = SyncClient::new(Arc::clone(&office), &server.url()).unwrap();
+    office_sync.sync_now().await.unwrap();
+
+    let crew = device(dir.path(), "crew", Role::Driver);
+    let crew_sync = SyncClient::with_config(Arc::clone(&crew), &proxy.url(), quick()).unwrap();
+    crew_sync.start(Duration::from_millis(300), short_backoff());
+    wait_status(&crew_sync, "first sync and live socket", |s| {
+        s.connected && s.live && s.pending_changes == 0
+    })
+    .await;
+    let mut written = vec![write_entry(&crew, journey, "before the lift".into()).await];
+    crew_sync.wake();
+    wait_until("synced before the stall", || {
+        let crew = Arc::clone(&crew);
+        async move { crew.outbox_len().unwrap() == 0 }
+    })
+    .await;
+
+    proxy.set(Link::Stalled);
+    let stalled_at = Instant::now();
+    let logged_at_stall = server.logged_hashes().await;
+    // The crew keeps working; each write asks for a sync that cannot get through.
+    for n in 0..rng.random_range(3..8) {
+        written.push(write_entry(&crew, journey, format!("in the lift {n}")).await);
+        crew_sync.wake();
+    }
+    wait_status(&crew_sync, "the stalled exchange reported", |s| {
+        !s.connected
+            && s.last_error
+                .as_deref()
+                .is_some_and(|e| e.contains("no answer"))
+    })
+    .await;
+    let exchange_noticed = stalled_at.elapsed();
+    wait_status(&crew_sync, "the silent live socket dropped", |s| !s.live).await;
+    let live_noticed = stalled_at.elapsed();
+    // Still writing after the device knows it is cut off.
+    for n in 0..rng.random_range(3..8) {
+        written.push(write_entry(&crew, journey, format!("still in the lift {n}")).await);
+    }
+    // The office carries on meanwhile; the crew cannot hear of it yet.
+    for n in 0..3 {
+        office.add_note(journey, &format!("office {n}")).unwrap();
+    }
+    office_sync.sync_now().await.unwrap();
+    assert_eq!(
+        crew.outbox_len().unwrap(),
+        written.len() as u64 - 1,
+        "nothing written in the lift was acknowledged"
+    );
+    let logged = server.logged_hashes().await;
+    assert!(
+        document_hashes(&crew, journey)
+            .difference(&logged_at_stall)
+            .all(|h| !logged.contains(h)),
+        "the black hole let a crew change through"
+    );
+    let stall = stalled_at.elapsed();
+
+    proxy.set(Link::Up);
+    let released_at = Instant::now();
+    wait_status(&crew_sync, "sync resumed after the stall", |s| {
+        s.connected && s.live && s.pending_changes == 0 && s.last_error.is_none()
+    })
+    .await;
+    wait_until("the crew pulled the office's notes", || {
+        let crew = Arc::clone(&crew);
+        async move { crew.journey(journey).unwrap().notes.len() == 3 }
+    })
+    .await;
+    let resumed = released_at.elapsed();
+    crew_sync.stop().await;
+    office_sync.sync_now().await.unwrap();
+
+    let view = office.journey(journey).unwrap();
+    let ids: HashSet<_> = view.entries.iter().map(|e| e.id).collect();
+    assert!(
+        written.iter().all(|id| ids.contains(id)),
+        "a crew write lost"
+    );
+    assert_eq!(view.entries.len(), written.len());
+    assert_converged(&server, &[&office, &crew], journey).await;
+    println!(
+        "stall of {stall:?}: exchange timed out after {exchange_noticed:?}, live socket \
+         dropped after {live_noticed:?}; resumed {resumed:?} after release; {} crew \
+         writes during it",
+        written.len() - 1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_link_is_detected_and_sync_resumes_after_it_on_the_memory_backend() {
+    a_stalled_link_is_detected_and_sync_resumes_after_it(Arc::new(MemoryStorage::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_link_is_detected_and_sync_resumes_after_it_on_the_embedded_sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = crewsync_server::storage::connect(None, dir.path())
+        .await
+        .unwrap();
+    a_stalled_link_is_detected_and_sync_resumes_after_it(storage).await;
+}
+
+// ---------------------------------------------------------------------------------
+// B4
+
+/// B4: the link flaps — up, then cut or black-holed, at seeded random intervals of
+/// 0–2 s — while three crews write and every device's background loop syncs. After
+/// healing, the loops drain every outbox within a bounded number of requests (no
+/// wedged queue), the server holds exactly the changes written (none twice), and
+/// every replica holds every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
+    const CREWS: usize = 3;
+    let load = Duration::from_secs(8) * soak();
+    let (seed, _guard) = seed(4);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = crewsync_server::storage::connect(None, dir.path())
+        .await
+        .unwrap();
+    let server = Server::start(storage).await;
+    let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let office = device(dir.path(), "office", Role::Dispatcher);
+    let journey = new_journey(&office);
+    let mut stores = vec![office];
+    for i in 0..CREWS {
+        let role = [Role::Driver, Role::Mover][i % 2];
+        stores.push(device(dir.path(), &format!("crew{i}"), role));
+    }
+    let mut clients = Vec::new();
+    for store in &stores {
+        let client = SyncClient::with_config(Arc::clone(store), &proxy.url(), quick()).unwrap();
+        client.sync_now().await.unwrap();
+        // Writes and live notices wake the loops; the interval is only a fallback.
+        client.start(Duration::from_secs(2), short_backoff());
+        clients.push(client);
+    }
+
+    // Crews write at random moments until the load ends; every write is local.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (i, (store, client)) in stores.iter().zip(&clients).enumerate().skip(1) {
+        let (store, client, stop) = (Arc::clone(store), Arc::clone(client), Arc::clone(&stop));
+        let mut rng = StdRng::seed_from_u64(rng.random());
+        writers.push(tokio::spawn(async move {
+            let mut written = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let text = format!("crew {i} entry {}", written.len());
+                written.push(write_entry(&store, journey, text).await);
+                client.wake();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(10..120))).await;
+            }
+            written
+        }));
+    }
+    let (mut flaps, mut cuts) = (0, 0);
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
+        let down = if rng.random_bool(0.5) {
+            cuts += 1;
+            Link::Down
+        } else {
+            Link::Stalled
+        };
+        proxy.set(down);
+        flaps += 1;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..2_000))).await;
+        if started.elapsed() >= load {
+            break; // heal only once the writers have stopped
+        }
+        proxy.set(Link::Up);
+    }
+    let load = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut written = Vec::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    // Still cut off: every crew has something to push when the link heals.
+    for (i, (store, client)) in stores.iter().zip(&clients).enumerate().skip(1) {
+        written.push(write_entry(store, journey, format!("crew {i} last entry")).await);
+        client.wake();
+    }
+    let pending: u64 = stores.iter().map(|s| s.outbox_len().unwrap()).sum();
+    assert!(pending >= CREWS as u64);
+
+    // Healed: the loops alone must empty every outbox.
+    let requests_at_heal = server.sync_requests.load(Ordering::Relaxed);
+    proxy.set(Link::Up);
+    let healed = Instant::now();
+    for (i, store) in stores.iter().enumerate() {
+        wait_until(
+            &format!("device {i}'s outbox drained after healing"),
+            || {
+                let store = Arc::clone(store);
+                async move { store.outbox_len().unwrap() == 0 }
+            },
+        )
+        .await;
+    }
+    let drained = healed.elapsed();
+    let requests = server.sync_requests.load(Ordering::Relaxed) - requests_at_heal;
+    for client in &clients {
+        client.stop().await;
+    }
+    // A few exchanges per device (a backoff retry, a wake per live notice), not a
+    // retry storm.
+    let bound = 10 * stores.len() as u64;
+    assert!(
+        requests <= bound,
+        "{requests} sync requests to drain after healing (bound {bound})"
+    );
+    // One more exchange each now pushes nothing and brings everyone level.
+    for (i, client) in clients.iter().enumerate() {
+        let outcome = client.sync_now().await.unwrap();
+        assert_eq!((outcome.pushed, outcome.pending), (0, 0), "device {i}");
+    }
+
+    let logged = server.logged_hashes().await;
+    assert_eq!(
+        logged.len(),
+        1 + written.len(),
+        "the server logged every write once"
+    );
+    for (i, store) in stores.iter().enumerate() {
+        let ids: HashSet<EntryId> = store
+            .journey(journey)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        assert!(
+            written.iter().all(|id| ids.contains(id)),
+            "device {i} lacks an acknowledged write"
+        );
         assert_eq!(
-            store.heads(journey).unwrap(),
-            dispatcher.heads(journey).unwrap()
+            ids.len(),
+            written.len(),
+            "device {i}: no entry from nowhere"
         );
     }
+    let all: Vec<_> = stores.iter().collect();
+    assert_converged(&server, &all, journey).await;
     println!(
-        "{} faulted connections, {failures} failed syncs, {expected} changes once each",
-        faults.load(Ordering::Relaxed)
+        "{load:?} of load: {flaps} outages ({cuts} cuts, {} stalls), {} connections; {} writes \
+         by {CREWS} crews; {pending} pending at healing, drained in {drained:?} and \
+         {requests} sync requests",
+        flaps - cuts,
+        proxy.stat(|s| &s.connections),
+        written.len(),
+    );
+}
+
+// ---------------------------------------------------------------------------------
+// B5
+
+/// B5: every write crosses the link as 1–16-byte slices 1–5 ms apart, both ways.
+/// Requests, responses and live frames reassemble: no exchange fails, nothing
+/// decodes wrong, a live notice still wakes an idle device, and replicas converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_drip_reassembles_every_message() {
+    let (seed, _guard) = seed(5);
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(Arc::new(MemoryStorage::new())).await;
+    let shaping = Shaping {
+        drip: true,
+        ..Shaping::default()
+    };
+    let proxy = Proxy::start(server.addr, seed, shaping).await;
+    let started = Instant::now();
+
+    let office = device(dir.path(), "office", Role::Dispatcher);
+    let journey = new_journey(&office);
+    let office_sync = SyncClient::new(Arc::clone(&office), &proxy.url()).unwrap();
+    office_sync.sync_now().await.unwrap();
+    // The office only listens from here on: dripped live frames must wake it.
+    office_sync.start(Duration::from_secs(3600), short_backoff());
+    wait_status(&office_sync, "the office's live socket", |s| {
+        s.live && s.last_success.is_some()
+    })
+    .await;
+
+    // Two crews at once: pull the journey, write (one entry spans many slices), push.
+    let crew = |i: usize| {
+        let (store, url) = (
+            device(dir.path(), &format!("crew{i}"), Role::Mover),
+            proxy.url(),
+        );
+        async move {
+            let client = SyncClient::new(Arc::clone(&store), &url).unwrap();
+            client.sync_now().await.unwrap();
+            let long = format!("crew {i}: {}", "scratched dresser, ".repeat(10));
+            let written = [
+                write_entry(&store, journey, format!("crew {i} loaded")).await,
+                write_entry(&store, journey, long).await,
+            ];
+            let outcome = client.sync_now().await.unwrap();
+            assert_eq!(outcome.pending, 0, "crew {i}: everything acknowledged");
+            (store, client, written)
+        }
+    };
+    let (first, second) = tokio::join!(crew(0), crew(1));
+    let written: Vec<_> = first.2.iter().chain(&second.2).copied().collect();
+    wait_until("live notices made the office pull", || {
+        let office = Arc::clone(&office);
+        let expected = written.len();
+        async move { office.journey(journey).unwrap().entries.len() == expected }
+    })
+    .await;
+    office_sync.stop().await;
+    assert_eq!(
+        office_sync.status().borrow().last_error,
+        None,
+        "no exchange failed"
+    );
+    let (pulled, pulled_too) = tokio::join!(first.1.sync_now(), second.1.sync_now());
+    pulled.unwrap();
+    pulled_too.unwrap();
+
+    let view = office.journey(journey).unwrap();
+    let ids: HashSet<_> = view.entries.iter().map(|e| e.id).collect();
+    assert!(written.iter().all(|id| ids.contains(id)), "a write lost");
+    assert_converged(&server, &[&office, &first.0, &second.0], journey).await;
+    let slices = proxy.stat(|s| &s.slices);
+    assert!(slices > 1_000, "the proxy dripped ({slices} slices)");
+    println!(
+        "{} writes synced: {} bytes in {slices} slices over {} connections in {:?}",
+        written.len(),
+        proxy.stat(|s| &s.bytes),
+        proxy.stat(|s| &s.connections),
+        started.elapsed()
     );
 }

@@ -74,24 +74,56 @@ impl Backoff {
     }
 }
 
+/// Time limits for talking to the server. A black-holed link (an elevator, a
+/// basement) drops no connection, so without limits an attempt would hang.
+/// Owned and `Copy` so the app can pass it across FFI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Opening a TCP connection.
+    pub connect_timeout: Duration,
+    /// One whole exchange, request sent to response read, and a live-channel
+    /// handshake: a stalled attempt fails after this long and is retried.
+    pub request_timeout: Duration,
+    /// A live socket that hears nothing (not even the server's pings, every
+    /// `--live-ping-secs`) this long is dead and is reopened; 2–3 ping intervals.
+    pub live_silence_timeout: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            // Three of the server's default 20 s ping intervals.
+            live_silence_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Talks to one server over HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
     endpoint: String,
     client: reqwest::Client,
+    request_timeout: Duration,
 }
 
 impl HttpTransport {
-    /// `base_url` like `http://127.0.0.1:8080`.
+    /// `base_url` like `http://127.0.0.1:8080`, with the default [`SyncConfig`].
     pub fn new(base_url: &str) -> Result<Self> {
+        Self::with_config(base_url, SyncConfig::default())
+    }
+
+    pub fn with_config(base_url: &str, config: SyncConfig) -> Result<Self> {
         let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::Network(format!("cannot build HTTP client: {e}")))?;
         Ok(Self {
             endpoint: format!("{}/v1/sync", base_url.trim_end_matches('/')),
             client,
+            request_timeout: config.request_timeout,
         })
     }
 
@@ -105,7 +137,7 @@ impl HttpTransport {
             .body(wire::encode(request))
             .send()
             .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+            .map_err(|e| self.network_error(e))?;
         let status = response.status();
         let content_type = response
             .headers()
@@ -113,10 +145,7 @@ impl HttpTransport {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| Error::Network(e.to_string()))?;
+        let body = response.bytes().await.map_err(|e| self.network_error(e))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Error::Server {
@@ -133,12 +162,25 @@ impl HttpTransport {
         wire::decode_response(&body)
             .map_err(|e| Error::NetworkUnusable(format!("unreadable sync response: {e}")))
     }
+
+    /// reqwest's message for a timeout does not say it timed out; the status should.
+    fn network_error(&self, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            Error::Network(format!(
+                "no answer within {:?} (stalled link?): {e}",
+                self.request_timeout
+            ))
+        } else {
+            Error::Network(e.to_string())
+        }
+    }
 }
 
 /// Syncs one device store with one server, now or in the background.
 pub struct SyncClient {
     store: Arc<DeviceStore>,
     transport: HttpTransport,
+    config: SyncConfig,
     peer: String,
     limits: Limits,
     status: watch::Sender<SyncStatus>,
@@ -148,7 +190,16 @@ pub struct SyncClient {
 }
 
 impl SyncClient {
+    /// With the default [`SyncConfig`].
     pub fn new(store: Arc<DeviceStore>, base_url: &str) -> Result<Arc<Self>> {
+        Self::with_config(store, base_url, SyncConfig::default())
+    }
+
+    pub fn with_config(
+        store: Arc<DeviceStore>,
+        base_url: &str,
+        config: SyncConfig,
+    ) -> Result<Arc<Self>> {
         let pending = store.outbox_len()?;
         let (status, _) = watch::channel(SyncStatus {
             pending_changes: pending,
@@ -156,7 +207,8 @@ impl SyncClient {
         });
         Ok(Arc::new(Self {
             store,
-            transport: HttpTransport::new(base_url)?,
+            transport: HttpTransport::with_config(base_url, config)?,
+            config,
             peer: base_url.trim_end_matches('/').to_owned(),
             limits: Limits::default(),
             status,
@@ -269,7 +321,8 @@ impl SyncClient {
     }
 
     /// Keeps a WebSocket open to `/v1/live`; every notice whose log head is past our
-    /// cursor wakes the sync loop. Reconnects with backoff; ends when stopped.
+    /// cursor wakes the sync loop. Reconnects with backoff after a close, an error or
+    /// `live_silence_timeout` of silence; ends when stopped.
     async fn listen_live(self: Arc<Self>, backoff: Backoff, mut stop: watch::Receiver<bool>) {
         use futures_util::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
@@ -277,17 +330,24 @@ impl SyncClient {
         let url = format!("{}/v1/live", self.peer.replacen("http", "ws", 1));
         let mut failures = 0u32;
         while !*stop.borrow() {
+            let handshake = tokio_tungstenite::connect_async(url.as_str());
             let connected = tokio::select! {
-                connected = tokio_tungstenite::connect_async(url.as_str()) => connected,
+                connected = tokio::time::timeout(self.config.request_timeout, handshake) => connected,
                 _ = stop.changed() => break,
             };
-            if let Ok((mut socket, _)) = connected {
+            if let Ok(Ok((mut socket, _))) = connected {
                 failures = 0;
                 self.status.send_modify(|s| s.live = true);
                 loop {
+                    // A black-holed link closes nothing: silence is the only sign.
+                    let silence = self.config.live_silence_timeout;
                     let frame = tokio::select! {
-                        frame = socket.next() => frame,
+                        frame = tokio::time::timeout(silence, socket.next()) => frame,
                         _ = stop.changed() => break,
+                    };
+                    let Ok(frame) = frame else {
+                        tracing::debug!(?silence, "live: socket silent; reconnecting");
+                        break;
                     };
                     match frame {
                         Some(Ok(Message::Text(text))) => {
