@@ -68,6 +68,15 @@ pub struct RemoteApplied {
     pub held: usize,
 }
 
+/// What [`DeviceStore::absorb`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Absorbed {
+    pub applied: RemoteApplied,
+    /// Outbox rows the acknowledgements cleared.
+    pub acknowledged: usize,
+    new_per_journey: Vec<(JourneyId, usize)>,
+}
+
 struct CachedDocument {
     doc: JourneyDocument,
     /// Change rows on disk after the snapshot.
@@ -489,46 +498,60 @@ impl DeviceStore {
         journey: JourneyId,
         changes: Vec<Vec<u8>>,
     ) -> Result<RemoteApplied> {
-        let decoded = changes
+        let absorbed = self.absorb(vec![(journey, changes)], &[], None)?;
+        Ok(absorbed.applied)
+    }
+
+    /// Absorbs what one sync exchange brought, in ONE transaction (one fsync): the
+    /// received changes of every journey (a batch per journey), the acknowledged
+    /// hashes leaving the outbox, and the peer's new cursor. All or nothing: a
+    /// crash or a bad change leaves the store as before, so the exchange is simply
+    /// repeated.
+    pub fn absorb(
+        &self,
+        received: Vec<(JourneyId, Vec<Vec<u8>>)>,
+        acknowledged: &[ChangeHash],
+        cursor: Option<(&str, u64)>,
+    ) -> Result<Absorbed> {
+        let decoded = received
             .into_iter()
-            .map(Change::from_bytes)
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|(journey, changes)| {
+                let changes = changes
+                    .into_iter()
+                    .map(Change::from_bytes)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((journey, changes))
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut writer = self.lock_writer()?;
         let Writer { conn, cache } = &mut *writer;
-        if !documents::exists(conn, journey)? {
-            let doc = JourneyDocument::load(journey, None, Vec::new(), self.actor.clone())?;
-            cache.put(
-                journey,
-                CachedDocument {
-                    doc,
-                    uncompacted: 0,
-                },
-            );
-        }
-        let cached = load_into(cache, conn, journey, &self.actor)?;
+        let touched: Vec<JourneyId> = decoded.iter().map(|(journey, _)| *journey).collect();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        documents::insert_document(&tx, journey)?;
-        let mut new = 0;
-        for change in decoded.iter().filter(|c| !cached.doc.has_change(&c.hash())) {
-            // A change already folded into the document needs no row (it may have been
-            // compacted away); a held one is already stored and is ignored here.
-            if documents::insert_change(&tx, journey, &change.hash(), change.raw_bytes())? {
-                new += 1;
+        let result = absorb_in(&tx, cache, &self.actor, decoded).and_then(|mut absorbed| {
+            absorbed.acknowledged = outbox::acknowledge(&tx, acknowledged)?;
+            if let Some((peer, cursor)) = cursor {
+                record_sync_in(&tx, peer, cursor, None)?;
+            }
+            tx.commit()?;
+            Ok(absorbed)
+        });
+        match result {
+            Ok(absorbed) => {
+                for (journey, new) in &absorbed.new_per_journey {
+                    if let Some(cached) = cache.get_mut(journey) {
+                        cached.uncompacted += new;
+                    }
+                }
+                Ok(absorbed)
+            }
+            Err(e) => {
+                // The cached documents hold changes the rollback took off the disk.
+                for journey in touched {
+                    cache.pop(&journey);
+                }
+                Err(e)
             }
         }
-        let hashes: Vec<ChangeHash> = decoded.iter().map(Change::hash).collect();
-        let applied = cached.doc.apply_changes(decoded).and_then(|()| {
-            summary::refresh(&tx, &cached.doc, now_ms())?;
-            Ok(())
-        });
-        let result = applied.and_then(|()| Ok(tx.commit()?));
-        if let Err(e) = result {
-            cache.pop(&journey);
-            return Err(e);
-        }
-        cached.uncompacted += new;
-        let held = hashes.iter().filter(|h| !cached.doc.has_change(h)).count();
-        Ok(RemoteApplied { new, held })
     }
 
     /// The changes a peer at `heads` lacks, as raw bytes.
@@ -586,15 +609,7 @@ impl DeviceStore {
         let tx = writer
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO sync_peers (peer, cursor, last_success, last_error)
-             VALUES (?1, ?2, CASE WHEN ?4 IS NULL THEN ?3 END, ?4)
-             ON CONFLICT (peer) DO UPDATE SET
-                 cursor = max(cursor, excluded.cursor),
-                 last_success = coalesce(excluded.last_success, last_success),
-                 last_error = excluded.last_error",
-            params![peer, cursor as i64, now_ms(), error],
-        )?;
+        record_sync_in(&tx, peer, cursor, error)?;
         tx.commit()?;
         Ok(())
     }
@@ -718,6 +733,64 @@ impl Writer {
     fn load(&mut self, journey: JourneyId, actor: &ActorId) -> Result<&mut CachedDocument> {
         load_into(&mut self.cache, &self.conn, journey, actor)
     }
+}
+
+/// Records a sync outcome inside `tx`; the cursor only moves forward.
+fn record_sync_in(
+    tx: &Transaction<'_>,
+    peer: &str,
+    cursor: u64,
+    error: Option<&str>,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO sync_peers (peer, cursor, last_success, last_error)
+         VALUES (?1, ?2, CASE WHEN ?4 IS NULL THEN ?3 END, ?4)
+         ON CONFLICT (peer) DO UPDATE SET
+             cursor = max(cursor, excluded.cursor),
+             last_success = coalesce(excluded.last_success, last_success),
+             last_error = excluded.last_error",
+        params![peer, cursor as i64, now_ms(), error],
+    )?;
+    Ok(())
+}
+
+/// Applies each journey's received batch inside `tx` (documents in `cache`).
+fn absorb_in(
+    tx: &Transaction<'_>,
+    cache: &mut LruCache<JourneyId, CachedDocument>,
+    actor: &ActorId,
+    received: Vec<(JourneyId, Vec<Change>)>,
+) -> Result<Absorbed> {
+    let mut absorbed = Absorbed::default();
+    for (journey, decoded) in received {
+        if !documents::exists(tx, journey)? && !cache.contains(&journey) {
+            let doc = JourneyDocument::load(journey, None, Vec::new(), actor.clone())?;
+            cache.put(
+                journey,
+                CachedDocument {
+                    doc,
+                    uncompacted: 0,
+                },
+            );
+        }
+        let cached = load_into(cache, tx, journey, actor)?;
+        documents::insert_document(tx, journey)?;
+        let mut new = 0;
+        for change in decoded.iter().filter(|c| !cached.doc.has_change(&c.hash())) {
+            // A change already folded into the document needs no row (it may have been
+            // compacted away); a held one is already stored and is ignored here.
+            if documents::insert_change(tx, journey, &change.hash(), change.raw_bytes())? {
+                new += 1;
+            }
+        }
+        let hashes: Vec<ChangeHash> = decoded.iter().map(Change::hash).collect();
+        cached.doc.apply_changes(decoded)?;
+        summary::refresh(tx, &cached.doc, now_ms())?;
+        absorbed.applied.new += new;
+        absorbed.applied.held += hashes.iter().filter(|h| !cached.doc.has_change(h)).count();
+        absorbed.new_per_journey.push((journey, new));
+    }
+    Ok(absorbed)
 }
 
 fn load_into<'c>(

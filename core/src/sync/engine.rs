@@ -73,8 +73,8 @@ pub fn prepare(store: &DeviceStore, peer: &str, limits: Limits) -> Result<SyncRe
 }
 
 /// Absorbs a response to `request`: received changes are applied in one batch per
-/// journey, acknowledged changes leave the outbox, and the cursor moves forward last,
-/// so a crash part-way only makes the next exchange fetch some changes again.
+/// journey, acknowledged changes leave the outbox, and the cursor moves forward, all
+/// in one transaction, so a crash part-way leaves the exchange to be repeated.
 pub fn absorb(
     store: &DeviceStore,
     peer: &str,
@@ -89,12 +89,6 @@ pub fn absorb(
             .or_default()
             .push(change.bytes);
     }
-    let (mut applied_new, mut held) = (0, 0);
-    for (journey, changes) in by_journey {
-        let applied = store.apply_remote_changes(journey, changes)?;
-        applied_new += applied.new;
-        held += applied.held;
-    }
     let acked = response
         .acked
         .iter()
@@ -104,10 +98,19 @@ pub fn absorb(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let acknowledged = store.acknowledge(&acked)?;
     // Cursors only grow, and this response covers the log from the request's cursor
-    // (never ahead of ours), so taking the maximum leaves no gap.
-    store.record_sync(peer, response.cursor.max(request.cursor), None)?;
+    // (never ahead of ours), so taking the maximum leaves no gap. Everything lands
+    // in one transaction: one fsync per exchange, not one per journey.
+    let absorbed = store.absorb(
+        by_journey.into_iter().collect(),
+        &acked,
+        Some((peer, response.cursor.max(request.cursor))),
+    )?;
+    let (applied_new, held, acknowledged) = (
+        absorbed.applied.new,
+        absorbed.applied.held,
+        absorbed.acknowledged,
+    );
     Ok(ExchangeReport {
         pushed: request.changes.len(),
         acknowledged,
