@@ -31,6 +31,7 @@ use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
@@ -228,6 +229,13 @@ impl Server {
     {
         let hub = Arc::clone(self.services.hub());
         let closing = Arc::clone(&hub);
+        // Live notices are small frames that must leave at once: with Nagle on, a
+        // frame after the device's pong waited ≈40 ms for a delayed ACK (bench).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         let served = axum::serve(listener, self.router())
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -267,6 +275,11 @@ async fn live_endpoint(State(services): State<Services>, upgrade: WebSocketUpgra
     let hub = Arc::clone(services.hub());
     upgrade
         .max_message_size(live::MAX_INCOMING_MESSAGE)
+        // Devices send only pongs and frames are small notices: tungstenite's
+        // 128 KiB default buffers made an idle socket cost ≈135 KB (sync bench).
+        .read_buffer_size(live::SOCKET_BUFFER)
+        .write_buffer_size(live::SOCKET_BUFFER)
+        .max_write_buffer_size(live::MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| {
             live::serve_socket(socket, hub, services.storage, DEFAULT_TENANT.to_owned())
         })

@@ -68,6 +68,12 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message accepted from a device (it has nothing to say but pongs).
 pub const MAX_INCOMING_MESSAGE: usize = 4 * 1024;
 
+/// Read and write buffer per live socket: a few frames' worth.
+pub const SOCKET_BUFFER: usize = 4 * 1024;
+
+/// Most a slow device's unsent frames may hold before its socket errors.
+pub const MAX_WRITE_BUFFER: usize = 64 * 1024;
+
 /// Route label for live-channel metrics.
 const ROUTE: &str = "/v1/live";
 
