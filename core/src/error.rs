@@ -96,6 +96,12 @@ pub enum Error {
     #[error("server error {status}: {message}")]
     Server { status: u16, message: String },
 
+    /// The server does not accept this device's credentials (none, expired and not
+    /// refreshable, revoked, or the user deactivated): sign in again. Unsynced work
+    /// stays queued.
+    #[error("not signed in: {0}")]
+    Unauthorized(String),
+
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

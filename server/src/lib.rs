@@ -6,10 +6,14 @@
 //! change log behind the [`storage::Storage`] trait, the live channel in [`live`],
 //! the Prometheus metrics in [`metrics`].
 //!
-//! Routes: `GET /health`, `GET /ready`, `POST /v1/sync`, `GET /v1/live` (WebSocket),
-//! `GET /metrics`.
+//! Routes: `GET /health`, `GET /ready`, `GET /metrics` (operators, no token);
+//! `POST /v1/auth/sign-in`, `POST /v1/auth/refresh`; and with a bearer token
+//! (see [`auth::http::Principal`]): `POST /v1/auth/sign-out`, `GET /v1/me`,
+//! `POST /v1/sync`, `GET /v1/live` (WebSocket). A request's tenant is always the
+//! one its token names.
 
 pub mod auth;
+pub mod checks;
 pub mod compaction;
 pub mod config;
 pub mod directory;
@@ -18,6 +22,8 @@ pub mod metrics;
 pub mod seed;
 pub mod storage;
 pub mod sync;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -36,14 +42,12 @@ use axum::{Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
 
+use crate::auth::http::{AuthService, Principal};
 use crate::compaction::Compactor;
 use crate::config::Config;
 use crate::live::{LiveHub, Notice, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
 use crate::storage::{Storage, StorageError};
-
-/// The tenant every request belongs to until sign-in (the identity issue) names one.
-pub const DEFAULT_TENANT: &str = "default";
 
 /// Largest sync request body accepted unless configured (`--max-body-bytes`).
 pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -51,16 +55,20 @@ pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// How long shutdown waits for live sockets to close after telling them to.
 pub const LIVE_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The storage a router serves; [`app`] adds in-process defaults for the rest.
+/// The storage and authentication a router serves; [`app`] adds in-process
+/// defaults for the rest.
 #[derive(Clone)]
 pub struct AppState {
     pub storage: Arc<dyn Storage>,
+    pub auth: Arc<AuthService>,
 }
 
 /// Everything the router serves from: the log, the live hub, the metrics, limits.
 #[derive(Clone)]
 pub struct Services {
     pub storage: Arc<dyn Storage>,
+    /// Who is who, sessions and tokens.
+    pub auth: Arc<AuthService>,
     /// Tells live sockets (here and, with Postgres, on other servers) of appends.
     pub notifier: Notifier,
     pub metrics: Arc<Metrics>,
@@ -72,7 +80,11 @@ pub struct Services {
 
 impl Services {
     /// One process on its own: live notices reach only this process's sockets.
-    pub fn in_process(storage: Arc<dyn Storage>, config: &Config) -> Result<Self, MetricsError> {
+    pub fn in_process(
+        storage: Arc<dyn Storage>,
+        auth: Arc<AuthService>,
+        config: &Config,
+    ) -> Result<Self, MetricsError> {
         let metrics = Arc::new(Metrics::new()?);
         let hub = LiveHub::new(Arc::clone(&metrics), config.live_ping());
         let compactor = Compactor::new(
@@ -82,6 +94,7 @@ impl Services {
         );
         Ok(Self {
             storage,
+            auth,
             notifier: Notifier::local(hub),
             metrics,
             compactor,
@@ -91,6 +104,12 @@ impl Services {
 
     pub fn hub(&self) -> &Arc<LiveHub> {
         self.notifier.hub()
+    }
+}
+
+impl FromRef<Services> for Arc<AuthService> {
+    fn from_ref(services: &Services) -> Self {
+        Arc::clone(&services.auth)
     }
 }
 
@@ -149,6 +168,8 @@ pub enum StartError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Live(#[from] live::LiveError),
+    #[error("directory: {0}")]
+    Directory(#[from] directory::DirectoryError),
 }
 
 /// The router over `state.storage` with in-process defaults: a live hub for this
@@ -157,7 +178,7 @@ pub fn app(state: AppState) -> Router {
     // The metric names and help texts are constants that `Metrics::new` always
     // accepts (every test builds them); only a programming error can fail here.
     #[allow(clippy::expect_used)]
-    let services = Services::in_process(state.storage, &Config::default())
+    let services = Services::in_process(state.storage, state.auth, &Config::default())
         .expect("the constant metric definitions are valid");
     router(services)
 }
@@ -171,6 +192,7 @@ pub fn router(services: Services) -> Router {
         .route("/v1/sync", post(sync_endpoint))
         .route("/v1/live", get(live_endpoint))
         .route("/metrics", get(metrics::endpoint))
+        .merge(auth::http::routes())
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
@@ -188,16 +210,19 @@ impl Server {
     /// connection of its own, so several processes on one database tell each
     /// other's live sockets of their appends.
     pub async fn open(config: &Config) -> Result<Self, StartError> {
-        let storage = storage::connect(config.database_url.as_deref(), &config.data_dir).await?;
-        Self::with_storage(config, storage).await
+        let opened = storage::open(config.database_url.as_deref(), &config.data_dir).await?;
+        Self::with_storage(config, opened.storage, opened.db).await
     }
 
-    /// As [`open`](Self::open), over storage the caller opened (e.g. wrapped).
+    /// As [`open`](Self::open), over storage the caller opened (e.g. wrapped) and
+    /// the database it lives in.
     pub async fn with_storage(
         config: &Config,
         storage: Arc<dyn Storage>,
+        db: directory::Db,
     ) -> Result<Self, StartError> {
-        let mut services = Services::in_process(Arc::clone(&storage), config)?;
+        let auth = Arc::new(AuthService::open(db).await?);
+        let mut services = Services::in_process(Arc::clone(&storage), auth, config)?;
         let fanout = match config.database_url.as_deref() {
             Some(url) if config.is_postgres() => {
                 let fanout = PgFanout::start(url, Arc::clone(services.hub()), storage).await?;
@@ -271,7 +296,11 @@ async fn ready(State(services): State<Services>) -> Result<Json<Health>, ApiErro
 }
 
 /// `GET /v1/live`: a WebSocket that hears of every append to the tenant's log.
-async fn live_endpoint(State(services): State<Services>, upgrade: WebSocketUpgrade) -> Response {
+async fn live_endpoint(
+    State(services): State<Services>,
+    principal: Principal,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let hub = Arc::clone(services.hub());
     upgrade
         .max_message_size(live::MAX_INCOMING_MESSAGE)
@@ -281,14 +310,16 @@ async fn live_endpoint(State(services): State<Services>, upgrade: WebSocketUpgra
         .write_buffer_size(live::SOCKET_BUFFER)
         .max_write_buffer_size(live::MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| {
-            live::serve_socket(socket, hub, services.storage, DEFAULT_TENANT.to_owned())
+            live::serve_socket(socket, hub, services.storage, principal.tenant_key())
         })
 }
 
 async fn sync_endpoint(
     State(services): State<Services>,
+    principal: Principal,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let tenant = principal.tenant_key();
     let _timer = services.metrics.sync_duration.start_timer();
     let content_type = request
         .headers()
@@ -318,7 +349,7 @@ async fn sync_endpoint(
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
     let sync::Exchanged { response, appended } =
-        sync::exchange(&services.storage, DEFAULT_TENANT, request).await?;
+        sync::exchange(&services.storage, &tenant, request).await?;
     services
         .metrics
         .changes_accepted
@@ -331,9 +362,9 @@ async fn sync_endpoint(
     // real news. The changes are durable and acknowledged whatever happens here.
     if appended.new_changes > 0 {
         let journeys: Vec<_> = journeys.into_iter().collect();
-        services.compactor.touched(DEFAULT_TENANT, &journeys);
+        services.compactor.touched(&tenant, &journeys);
         services.notifier.committed(Notice {
-            tenant: DEFAULT_TENANT.to_owned(),
+            tenant: tenant.clone(),
             head: appended.head,
             journeys,
         });

@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
         eprintln!("crewsync-server: cannot load the demo tenants: {e}");
         return ExitCode::FAILURE;
     }
-    let server = match Server::with_storage(&config, opened.storage).await {
+    let server = match Server::with_storage(&config, opened.storage, opened.db).await {
         Ok(server) => server,
         Err(e) => {
             tracing::error!(error = %e, backend = config.backend_name(), "cannot start");

@@ -11,28 +11,45 @@ use std::time::{Duration, Instant};
 use automerge::transaction::Transactable;
 use automerge::{Automerge, ReadDoc};
 use common::{metrics_text, push, sample, serve_services};
+use crewsync_core::ids::DeviceId;
 use crewsync_core::ids::JourneyId;
+use crewsync_core::model::Role;
+use crewsync_server::Services;
 use crewsync_server::config::Config;
 use crewsync_server::storage::Storage;
 use crewsync_server::storage::sqlite::SqliteStorage;
-use crewsync_server::{DEFAULT_TENANT, Services};
+use crewsync_server::testing::TestTenant;
 
 const THRESHOLD: u64 = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_journey_is_compacted_in_the_background() {
     let dir = tempfile::tempdir().unwrap();
-    let storage: Arc<dyn Storage> = Arc::new(
-        SqliteStorage::open(&dir.path().join("log.sqlite3"))
-            .await
-            .unwrap(),
-    );
+    let sqlite = SqliteStorage::open(&dir.path().join("log.sqlite3"))
+        .await
+        .unwrap();
+    let storage_db = sqlite.db();
+    let storage: Arc<dyn Storage> = Arc::new(sqlite);
     let config = Config {
         compact_after: THRESHOLD,
         ..Default::default()
     };
-    let services = Services::in_process(Arc::clone(&storage), &config).unwrap();
+    let tenant = TestTenant::create(
+        storage_db,
+        crewsync_core::ids::ClientId::new(),
+        crewsync_core::ids::LocationId::new(),
+    )
+    .await
+    .unwrap();
+    let token = tenant
+        .sign_in(Role::Dispatcher, DeviceId::new())
+        .await
+        .unwrap()
+        .access_token;
+    let services =
+        Services::in_process(Arc::clone(&storage), Arc::clone(&tenant.auth), &config).unwrap();
     let base = serve_services(&services).await;
+    let tenant_key = tenant.tenant.to_string();
 
     let journey = JourneyId::new();
     let mut doc = Automerge::new();
@@ -48,13 +65,13 @@ async fn a_busy_journey_is_compacted_in_the_background() {
                 doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
             ));
         }
-        push(&base, &changes).await;
+        push(&base, &token, &changes).await;
     }
 
     // 120 changes went in; compaction runs after the pushes crossing 50.
     let deadline = Instant::now() + Duration::from_secs(10);
     let record = loop {
-        let record = storage.journey(DEFAULT_TENANT, journey).await.unwrap();
+        let record = storage.journey(&tenant_key, journey).await.unwrap();
         if record.snapshot.is_some() && (record.changes.len() as u64) < THRESHOLD {
             break record;
         }

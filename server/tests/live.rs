@@ -16,7 +16,7 @@ use crewsync_server::live::{LiveHub, Notice, Notifier, Source};
 use crewsync_server::metrics::Metrics;
 use crewsync_server::storage::Storage;
 use crewsync_server::storage::memory::MemoryStorage;
-use crewsync_server::{DEFAULT_TENANT, Server, Services};
+use crewsync_server::{Server, Services};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -41,23 +41,23 @@ fn local_notices(services: &Services) -> u64 {
 async fn a_live_socket_hears_a_change_pushed_to_the_same_server() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = embedded_server(&dir).await;
-    let (mut socket, first) = connect_live(&server.live_url()).await;
+    let (mut socket, first) = connect_live(&server.live_url(), &server.token).await;
     assert_eq!(first.head, 0, "the current head comes first");
     assert!(first.journeys.is_empty());
 
     let (journey, change) = journey_change();
     let pushed = Instant::now();
-    push(&server.base, &[(journey, change.clone())]).await;
+    push(&server.base, &server.token, &[(journey, change.clone())]).await;
     let frame = frame_naming(&mut socket, journey).await;
     eprintln!("live frame {:?} after the push", pushed.elapsed());
     assert_eq!(frame.head, 1);
     assert_eq!(frame.journeys, vec![journey]);
 
     // A re-sent change adds nothing to the log, so nobody is told of it.
-    push(&server.base, &[(journey, change)]).await;
+    push(&server.base, &server.token, &[(journey, change)]).await;
     assert_eq!(local_notices(&server.services), 1);
     let (other, change) = journey_change();
-    push(&server.base, &[(other, change)]).await;
+    push(&server.base, &server.token, &[(other, change)]).await;
     let frame = next_frame(&mut socket).await;
     assert_eq!(
         frame.journeys,
@@ -89,21 +89,22 @@ async fn a_socket_on_one_server_hears_a_change_pushed_to_another_on_the_same_pos
     };
     assert!(config.is_postgres());
     let mut a = Running::start(Server::open(&config).await.unwrap()).await;
-    let mut b = Running::start(Server::open(&config).await.unwrap()).await;
-    let (mut on_a, first) = connect_live(&a.live_url()).await;
+    // B serves the same tenant: one database, one signing key, one log.
+    let mut b = Running::start_for(Server::open(&config).await.unwrap(), a.tenant.clone()).await;
+    let (mut on_a, first) = connect_live(&a.live_url(), &a.token).await;
     assert_eq!(first.head, 0);
-    let (mut on_b, _) = connect_live(&b.live_url()).await;
+    let (mut on_b, _) = connect_live(&b.live_url(), &b.token).await;
 
     let (journey, change) = journey_change();
     let pushed = Instant::now();
-    push(&b.base, &[(journey, change)]).await;
+    push(&b.base, &b.token, &[(journey, change)]).await;
     let heard = frame_naming(&mut on_a, journey).await;
     eprintln!("server A heard B's append after {:?}", pushed.elapsed());
     assert_eq!(heard.head, 1);
     assert_eq!(frame_naming(&mut on_b, journey).await.head, 1);
 
     let (back, change) = journey_change();
-    push(&a.base, &[(back, change)]).await;
+    push(&a.base, &a.token, &[(back, change)]).await;
     assert_eq!(frame_naming(&mut on_b, back).await.head, 2);
     assert_eq!(frame_naming(&mut on_a, back).await.head, 2);
 
@@ -127,17 +128,18 @@ async fn a_socket_on_one_server_hears_a_change_pushed_to_another_on_the_same_pos
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_socket_that_falls_behind_skips_to_the_latest_head() {
-    let services = common::memory_services(crewsync_server::MAX_BODY_BYTES);
+    let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let services = test.services.clone();
     let base = serve_services(&services).await;
     let url = format!("{}/v1/live", base.replace("http://", "ws://"));
-    let (mut stalled, _) = connect_live(&url).await;
-    let (mut reader, _) = connect_live(&url).await;
+    let (mut stalled, _) = connect_live(&url, &test.token).await;
+    let (mut reader, _) = connect_live(&url, &test.token).await;
 
     // Far more notices than the broadcast channel holds, published without a pause.
     const NOTICES: u64 = 5_000;
     for head in 1..=NOTICES {
         services.notifier.committed(Notice {
-            tenant: DEFAULT_TENANT.to_owned(),
+            tenant: test.tenant_key(),
             head,
             journeys: vec![crewsync_core::ids::JourneyId::new()],
         });
@@ -169,27 +171,31 @@ async fn a_socket_that_falls_behind_skips_to_the_latest_head() {
 }
 
 /// A hub pinging every 100 ms, so keep-alive is observable quickly.
-fn fast_ping_services() -> Services {
+async fn fast_ping_services() -> common::TestServices {
+    let mut test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
     let metrics = Arc::new(Metrics::new().unwrap());
     let hub = LiveHub::new(Arc::clone(&metrics), Duration::from_millis(100));
     let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-    Services {
+    test.services = Services {
         compactor: Compactor::new(Arc::clone(&storage), Arc::clone(&metrics), 0),
         storage,
+        auth: Arc::clone(&test.tenant.auth),
         notifier: Notifier::local(hub),
         metrics,
         max_body_bytes: crewsync_server::MAX_BODY_BYTES,
-    }
+    };
+    test
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_pings_arrive_and_a_silent_socket_is_closed() {
-    let services = fast_ping_services();
+    let test = fast_ping_services().await;
+    let services = test.services.clone();
     let base = serve_services(&services).await;
     let url = format!("{}/v1/live", base.replace("http://", "ws://"));
 
     // A device that reads answers pings (tungstenite pongs automatically) and stays.
-    let (mut listening, _) = connect_live(&url).await;
+    let (mut listening, _) = connect_live(&url, &test.token).await;
     let mut pings = 0;
     while pings < 3 {
         let message = tokio::time::timeout(WAIT, listening.next())
@@ -208,7 +214,7 @@ async fn keep_alive_pings_arrive_and_a_silent_socket_is_closed() {
     );
 
     // One that stops reading never answers: the server drops it after two intervals.
-    let (_silent, _) = connect_live(&url).await;
+    let (_silent, _) = connect_live(&url, &test.token).await;
     listening.close(None).await.unwrap();
     assert!(
         services.hub().wait_closed(WAIT).await,
@@ -221,7 +227,7 @@ async fn keep_alive_pings_arrive_and_a_silent_socket_is_closed() {
 async fn shutdown_closes_live_sockets_with_going_away() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = embedded_server(&dir).await;
-    let (mut socket, _) = connect_live(&server.live_url()).await;
+    let (mut socket, _) = connect_live(&server.live_url(), &server.token).await;
     server.shutdown().await;
     let close = loop {
         let message = tokio::time::timeout(WAIT, socket.next())

@@ -4,15 +4,19 @@
 
 mod common;
 
+use common::TestServices;
 use common::{
     connect_live, journey_change, metrics_text, post_sync, push, sample, serve_services, sync_body,
 };
 use crewsync_core::ids::JourneyId;
 use crewsync_core::sync::wire::{self, CONTENT_TYPE};
-use crewsync_server::{DEFAULT_TENANT, Services};
 
-async fn head(services: &Services) -> u64 {
-    services.storage.head(DEFAULT_TENANT).await.unwrap()
+async fn head(test: &TestServices) -> u64 {
+    test.services
+        .storage
+        .head(&test.tenant_key())
+        .await
+        .unwrap()
 }
 
 fn requests(text: &str, status: &str) -> f64 {
@@ -30,8 +34,8 @@ fn requests(text: &str, status: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_syncs_changes_bytes_and_live_connections() {
-    let services = common::memory_services(crewsync_server::MAX_BODY_BYTES);
-    let base = serve_services(&services).await;
+    let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let base = serve_services(&test.services).await;
     let before = metrics_text(&base).await;
     assert_eq!(
         sample(&before, "crewsync_changes_accepted_total", &[]),
@@ -40,12 +44,13 @@ async fn metrics_count_syncs_changes_bytes_and_live_connections() {
     assert_eq!(sample(&before, "crewsync_live_connections", &[]), Some(0.0));
 
     let url = format!("{}/v1/live", base.replace("http://", "ws://"));
-    let (socket, _) = connect_live(&url).await;
+    let (socket, _) = connect_live(&url, &test.token).await;
     let (a, b) = (journey_change(), journey_change());
-    push(&base, &[a, b]).await;
+    push(&base, &test.token, &[a, b]).await;
     // One change that is not automerge: refused, counted, not stored.
     let (status, body) = post_sync(
         &base,
+        &test.token,
         CONTENT_TYPE,
         sync_body(&[(JourneyId::new(), b"not automerge".to_vec())]),
     )
@@ -93,7 +98,7 @@ async fn metrics_count_syncs_changes_bytes_and_live_connections() {
     );
 
     drop(socket);
-    assert!(services.hub().wait_closed(common::WAIT).await);
+    assert!(test.services.hub().wait_closed(common::WAIT).await);
     let after = metrics_text(&base).await;
     assert_eq!(sample(&after, "crewsync_live_connections", &[]), Some(0.0));
 }
@@ -103,49 +108,55 @@ async fn an_oversized_body_gets_413_with_the_limit_and_stores_nothing() {
     let change = journey_change();
     let fits = sync_body(std::slice::from_ref(&change));
     let limit = fits.len();
-    let services = common::memory_services(limit);
-    let base = serve_services(&services).await;
-    let (status, body) = post_sync(&base, CONTENT_TYPE, vec![0x80; limit + 1]).await;
+    let test = common::memory_services(limit).await;
+    let base = serve_services(&test.services).await;
+    let (status, body) = post_sync(&base, &test.token, CONTENT_TYPE, vec![0x80; limit + 1]).await;
     assert_eq!(status, 413);
     let message = String::from_utf8(body).unwrap();
     assert!(
         message.contains("too large") && message.contains(&format!("limit is {limit} bytes")),
         "{message}"
     );
-    assert_eq!(head(&services).await, 0);
+    assert_eq!(head(&test).await, 0);
     // A request of exactly the limit still goes through.
-    let (status, _) = post_sync(&base, CONTENT_TYPE, fits).await;
+    let (status, _) = post_sync(&base, &test.token, CONTENT_TYPE, fits).await;
     assert_eq!(status, 200);
-    assert_eq!(head(&services).await, 1);
+    assert_eq!(head(&test).await, 1);
     assert_eq!(requests(&metrics_text(&base).await, "413"), 1.0);
 }
 
 #[tokio::test]
 async fn a_wrong_content_type_gets_415_and_stores_nothing() {
-    let services = common::memory_services(crewsync_server::MAX_BODY_BYTES);
-    let base = serve_services(&services).await;
-    let (status, body) = post_sync(&base, "application/json", sync_body(&[journey_change()])).await;
+    let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let base = serve_services(&test.services).await;
+    let (status, body) = post_sync(
+        &base,
+        &test.token,
+        "application/json",
+        sync_body(&[journey_change()]),
+    )
+    .await;
     assert_eq!(status, 415);
     assert!(String::from_utf8(body).unwrap().contains(CONTENT_TYPE));
-    assert_eq!(head(&services).await, 0);
+    assert_eq!(head(&test).await, 0);
     assert_eq!(requests(&metrics_text(&base).await, "415"), 1.0);
 }
 
 #[tokio::test]
 async fn malformed_messagepack_gets_400_with_a_clear_message_and_stores_nothing() {
-    let services = common::memory_services(crewsync_server::MAX_BODY_BYTES);
-    let base = serve_services(&services).await;
+    let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let base = serve_services(&test.services).await;
     let valid = sync_body(&[journey_change()]);
     for garbage in [
         b"\xc1".to_vec(),
         valid[..valid.len() / 2].to_vec(),
         Vec::new(),
     ] {
-        let (status, body) = post_sync(&base, CONTENT_TYPE, garbage).await;
+        let (status, body) = post_sync(&base, &test.token, CONTENT_TYPE, garbage).await;
         assert_eq!(status, 400);
         let message = String::from_utf8(body).unwrap();
         assert!(message.contains("malformed sync message"), "{message}");
     }
-    assert_eq!(head(&services).await, 0);
+    assert_eq!(head(&test).await, 0);
     assert_eq!(requests(&metrics_text(&base).await, "400"), 3.0);
 }

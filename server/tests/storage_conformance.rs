@@ -90,6 +90,7 @@ conformance!(
     head_and_ping,
     a_large_batch_is_stored_whole_and_in_order,
     compaction_folds_what_applies_and_keeps_the_rest,
+    quarantine_keeps_refused_changes_per_tenant,
 );
 
 const TENANT: &str = "acme-movers";
@@ -602,6 +603,47 @@ mod cases {
             whole_log(storage.as_ref(), TENANT).await.len(),
             changes.len(),
             "the log keeps every change"
+        );
+    }
+
+    pub async fn quarantine_keeps_refused_changes_per_tenant(storage: Arc<dyn Storage>) {
+        use crewsync_server::storage::{QuarantineKind, Quarantined};
+        let (j1, j2) = (JourneyId::new(), JourneyId::new());
+        let item = |journey, label: &str, kind, at| Quarantined {
+            journey,
+            hash: hash(label),
+            kind,
+            reason: format!("because {label}"),
+            user: crewsync_core::ids::UserId::new(),
+            device: DeviceId::new(),
+            bytes: label.as_bytes().to_vec(),
+            received_at: at,
+        };
+        let first = item(j1, "q1", QuarantineKind::Rejected, 10);
+        let second = item(j2, "q2", QuarantineKind::AfterAudit, 20);
+        let third = item(j1, "q3", QuarantineKind::Rejected, 30);
+        storage
+            .quarantine(TENANT, &[first.clone(), second.clone()])
+            .await
+            .unwrap();
+        // A re-sent refused change is kept once.
+        storage
+            .quarantine(TENANT, &[first.clone(), third.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            storage.quarantined(TENANT, None).await.unwrap(),
+            vec![first.clone(), second, third.clone()]
+        );
+        assert_eq!(
+            storage.quarantined(TENANT, Some(j1)).await.unwrap(),
+            vec![first, third]
+        );
+        assert!(storage.quarantined("other", None).await.unwrap().is_empty());
+        assert_eq!(
+            storage.head(TENANT).await.unwrap(),
+            0,
+            "nothing joined the log"
         );
     }
 

@@ -19,6 +19,12 @@
 //! 5. `idle_connections`: idle live sockets one server process holds and its RSS per
 //!    socket, against the idle server's RSS.
 //!
+//! Every server requires sign-in: the bench creates a tenant (one user per role) in
+//! each server's database before the server starts and signs its devices in, so
+//! each sync request and live handshake carries a bearer token and the server
+//! checks its session and user in the database (two lookups) before serving it.
+//! Sections 2-5 include that cost; their baselines do not.
+//!
 //! Counts scale with `CREWSYNC_BENCH_SCALE` (default 1; e.g. 0.1 for a quick look);
 //! `CREWSYNC_BENCH_ONLY=fleet` (comma-separated section names) runs only those.
 //!
@@ -43,14 +49,18 @@ use automerge::{Automerge, Change};
 use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, DeviceId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role};
+use crewsync_core::sync::auth::TokenResponse;
 use crewsync_core::sync::engine::{self, Limits};
 use crewsync_core::sync::runtime::{HttpTransport, SyncClient};
 use crewsync_core::sync::wire::{self, LoggedChange, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use crewsync_core::{DeviceStore, StoreOptions};
+use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 use futures_util::{SinkExt, StreamExt};
 use rusqlite::{Connection, TransactionBehavior, params};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request as WsRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 const CHILD_ENV: &str = "CREWSYNC_BENCH_CHILD";
@@ -306,10 +316,18 @@ fn new_journey() -> NewJourney {
     }
 }
 
-/// A store at `path` with the location registered and `role` acting.
-fn open_device(path: &Path, role: Role) -> Arc<DeviceStore> {
+/// A store at `path` with the location registered and nobody acting yet: a device
+/// about to sign in (its id names the session).
+fn open_store(path: &Path) -> Arc<DeviceStore> {
     let store = DeviceStore::open(path, StoreOptions::default()).unwrap();
     store.upsert_location(&location()).unwrap();
+    store
+}
+
+/// A store at `path` with the location registered and a local `role` user acting,
+/// for devices that never meet a server.
+fn open_device(path: &Path, role: Role) -> Arc<DeviceStore> {
+    let store = open_store(path);
     store
         .set_active_user(Some(ActiveUser {
             user_id: UserId::new(),
@@ -317,6 +335,50 @@ fn open_device(path: &Path, role: Role) -> Arc<DeviceStore> {
         }))
         .unwrap();
     store
+}
+
+/// The device keeps `tokens` and syncs as their user, now its active user.
+fn sign_in(store: &DeviceStore, tokens: &TokenResponse) {
+    store.save_sign_in(tokens, true).unwrap();
+}
+
+/// A transport to `url` as the bearer of `tokens`.
+fn transport(url: &str, tokens: &TokenResponse) -> HttpTransport {
+    let transport = HttpTransport::new(url).unwrap();
+    transport.set_tokens(Some(tokens.clone()));
+    transport
+}
+
+/// The live channel's handshake as the bearer of `token` (as `SyncClient` sends it).
+fn live_request(url: &str, token: &str) -> WsRequest {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// Creates the bench tenant (`location()`'s ids, a user per role) in the database at
+/// `database_url` or in `data_dir`'s embedded store, and signs each (role, device)
+/// in: a session each, as `POST /v1/auth/sign-in` opens it. Everything this opens is
+/// closed again on return, before a server opens the database.
+async fn create_tenant(
+    database_url: Option<&str>,
+    data_dir: &Path,
+    devices: &[(Role, DeviceId)],
+) -> Vec<TokenResponse> {
+    let opened = crewsync_server::storage::open(database_url, data_dir)
+        .await
+        .unwrap();
+    drop(opened.storage);
+    let tenant = TestTenant::create(opened.db, location().client_id, location().id)
+        .await
+        .unwrap();
+    let mut tokens = Vec::with_capacity(devices.len());
+    for (role, device) in devices {
+        tokens.push(tenant.sign_in(*role, *device).await.unwrap());
+    }
+    tokens
 }
 
 fn note_text(i: usize) -> String {
@@ -381,22 +443,50 @@ async fn metrics_text(addr: SocketAddr) -> String {
 // Server child processes
 // ---------------------------------------------------------------------------------
 
+/// A server child's database, made before the child starts: its data dir (the
+/// embedded store) or its Postgres URL, with the bench tenant in it.
+struct ServerData {
+    database_url: Option<String>,
+    dir: tempfile::TempDir,
+}
+
+impl ServerData {
+    /// Embedded SQLite in a temp data dir, or the database at `database_url`; the
+    /// bench tenant created in it and `devices` signed in (their tokens returned in
+    /// order). The server will find the tenant, the sessions and the signing key
+    /// in its database.
+    fn prepare(
+        database_url: Option<&str>,
+        devices: &[(Role, DeviceId)],
+    ) -> (Self, Vec<TokenResponse>) {
+        let data = Self {
+            database_url: database_url.map(str::to_owned),
+            dir: bench_dir(),
+        };
+        let tokens = runtime().block_on(create_tenant(database_url, &data.data_dir(), devices));
+        (data, tokens)
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("server-data")
+    }
+}
+
 /// A server child process on 127.0.0.1, killed (by its pid) and reaped on drop.
 struct ServerProcess {
     child: Child,
     addr: SocketAddr,
-    _data: tempfile::TempDir,
+    _data: ServerData,
 }
 
 impl ServerProcess {
-    /// Starts a server with embedded SQLite in a temp data dir, or on `database_url`.
-    /// Retries on another port if the one picked was taken in between.
-    fn start(database_url: Option<&str>) -> Self {
+    /// Starts a server on `data`. Retries on another port if the one picked was
+    /// taken in between.
+    fn start(data: ServerData) -> Self {
         let (program, how) = server_program();
+        let log_path = data.dir.path().join("server.log");
         let mut log = String::new();
         for _attempt in 0..5 {
-            let data = bench_dir();
-            let log_path = data.path().join("server.log");
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()
                 .local_addr()
@@ -408,7 +498,7 @@ impl ServerProcess {
                 cmd.env(CHILD_ENV, "server");
             }
             cmd.env("CREWSYNC_LISTEN", addr.to_string())
-                .env("CREWSYNC_DATA_DIR", data.path().join("server-data"))
+                .env("CREWSYNC_DATA_DIR", data.data_dir())
                 .env_remove("DATABASE_URL")
                 .env_remove("CREWSYNC_DATABASE_URL")
                 .env_remove("CREWSYNC_LIVE_PING_SECS")
@@ -416,18 +506,20 @@ impl ServerProcess {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log_path).unwrap());
-            if let Some(url) = database_url {
+            if let Some(url) = &data.database_url {
                 cmd.env("CREWSYNC_DATABASE_URL", url);
             }
-            let mut server = ServerProcess {
-                child: cmd.spawn().unwrap(),
-                addr,
-                _data: data,
-            };
-            if server.wait_ready(Duration::from_secs(60)) {
-                println!("    server child pid {} on {addr}: {how}", server.pid());
-                return server;
+            let mut child = cmd.spawn().unwrap();
+            if wait_ready(&mut child, addr, Duration::from_secs(60)) {
+                println!("    server child pid {} on {addr}: {how}", child.id());
+                return ServerProcess {
+                    child,
+                    addr,
+                    _data: data,
+                };
             }
+            let _ = child.kill();
+            let _ = child.wait();
             log = std::fs::read_to_string(&log_path).unwrap_or_default();
         }
         panic!("the server did not start; its last log:\n{log}");
@@ -441,21 +533,6 @@ impl ServerProcess {
         format!("http://{}", self.addr)
     }
 
-    /// Polls `/ready` until 200; false if the child exits or `timeout` passes.
-    fn wait_ready(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if self.child.try_wait().ok().flatten().is_some() {
-                return false;
-            }
-            if http_get(self.addr, "/ready").is_some_and(|(status, _)| status == 200) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
-    }
-
     fn rss(&self) -> u64 {
         proc_status(self.pid(), "VmRSS")
     }
@@ -463,6 +540,21 @@ impl ServerProcess {
     fn hwm(&self) -> u64 {
         proc_status(self.pid(), "VmHWM")
     }
+}
+
+/// Polls `/ready` until 200; false if the child exits or `timeout` passes.
+fn wait_ready(child: &mut Child, addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if http_get(addr, "/ready").is_some_and(|(status, _)| status == 200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 impl Drop for ServerProcess {
@@ -1058,17 +1150,41 @@ fn reconnect() {
     let n_journeys = 10.min(n_changes);
     let dir = bench_dir();
     runtime().block_on(async {
+        // The change log in memory; the tenant and sessions in an embedded
+        // database beside it (sign-in lives in SQL).
+        let db = EmbeddedTestDb::create(location().client_id, location().id)
+            .await
+            .unwrap();
         let storage: Arc<dyn crewsync_server::storage::Storage> =
             Arc::new(crewsync_server::storage::memory::MemoryStorage::new());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server = listener.local_addr().unwrap();
-        let app = crewsync_server::app(crewsync_server::AppState { storage });
+        let app = crewsync_server::app(crewsync_server::AppState {
+            storage,
+            auth: Arc::clone(&db.tenant.auth),
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         let proxy = CountingProxy::start(server).await;
         let url = format!("http://{}", proxy.addr);
 
-        let office = open_device(&dir.path().join("office.sqlite"), Role::Dispatcher);
-        let crew = open_device(&dir.path().join("crew.sqlite"), Role::Driver);
+        let office = open_store(&dir.path().join("office.sqlite"));
+        let crew = open_store(&dir.path().join("crew.sqlite"));
+        let office_tokens = db
+            .tenant
+            .sign_in(Role::Dispatcher, office.device_id())
+            .await
+            .unwrap();
+        sign_in(&office, &office_tokens);
+        let crew_tokens = db
+            .tenant
+            .sign_in(Role::Driver, crew.device_id())
+            .await
+            .unwrap();
+        sign_in(&crew, &crew_tokens);
+        println!(
+            "    each request carries a {}-byte Authorization header (the bearer JWT), counted in the wire bytes",
+            "authorization: Bearer \r\n".len() + crew_tokens.access_token.len()
+        );
         let office_sync = SyncClient::new(Arc::clone(&office), &url).unwrap();
         let crew_sync = SyncClient::new(Arc::clone(&crew), &url).unwrap();
         let journeys: Vec<JourneyId> = (0..n_journeys)
@@ -1137,16 +1253,24 @@ fn reconnect() {
 /// A change as the baseline inserts it: journey, hash, bytes.
 type RawChange = (JourneyId, Vec<u8>, Vec<u8>);
 
-/// One device of the fleet: its store and the changes it holds, for the baseline.
+/// One device of the fleet: its store, its sign-in, and the changes it holds, for the
+/// baseline.
 struct FleetDevice {
     store: Arc<DeviceStore>,
+    tokens: TokenResponse,
     changes: Vec<RawChange>,
 }
 
-/// Builds `n` devices with one journey of `entries` entries each, on two threads.
-fn build_fleet(dir: &Path, n: usize, entries: usize) -> Vec<FleetDevice> {
+/// Signs each store in with its tokens and gives it one journey of `entries`
+/// entries, on two threads.
+fn build_fleet(
+    signed_in: &[(Arc<DeviceStore>, TokenResponse)],
+    entries: usize,
+) -> Vec<FleetDevice> {
+    let n = signed_in.len();
     let build = |i: usize| {
-        let store = open_device(&dir.join(format!("device-{i}.sqlite")), Role::Driver);
+        let (store, tokens) = (Arc::clone(&signed_in[i].0), signed_in[i].1.clone());
+        sign_in(&store, &tokens);
         let journey = store.create_journey(&new_journey()).unwrap();
         for k in 0..entries {
             store
@@ -1159,7 +1283,11 @@ fn build_fleet(dir: &Path, n: usize, entries: usize) -> Vec<FleetDevice> {
             .into_iter()
             .map(|e| (e.journey_id, e.hash.as_ref().to_vec(), e.bytes))
             .collect();
-        FleetDevice { store, changes }
+        FleetDevice {
+            store,
+            tokens,
+            changes,
+        }
     };
     let (even, odd): (Vec<_>, Vec<_>) = std::thread::scope(|s| {
         let even = s.spawn(|| (0..n).step_by(2).map(build).collect::<Vec<_>>());
@@ -1305,8 +1433,22 @@ fn fleet() {
     let server_db = cluster.fresh_database().unwrap();
     let raw_db = cluster.fresh_database().unwrap();
     let scratch = scratch_dir();
+    // Every device signs in (a session each) before it works offline, and a
+    // dispatcher's device that pulls the whole log at the end.
+    let stores: Vec<_> = (0..n_devices)
+        .map(|i| open_store(&scratch.path().join(format!("device-{i}.sqlite"))))
+        .collect();
+    let fresh = open_store(&scratch.path().join("newcomer.sqlite"));
+    let mut sign_ins: Vec<_> = stores
+        .iter()
+        .map(|store| (Role::Driver, store.device_id()))
+        .collect();
+    sign_ins.push((Role::Dispatcher, fresh.device_id()));
+    let (server_data, mut tokens) = ServerData::prepare(Some(&server_db.url), &sign_ins);
+    sign_in(&fresh, &tokens.pop().unwrap());
+    let signed_in: Vec<_> = stores.into_iter().zip(tokens).collect();
     let build_start = Instant::now();
-    let devices = build_fleet(scratch.path(), n_devices, entries);
+    let devices = build_fleet(&signed_in, entries);
     let total: usize = devices.iter().map(|d| d.changes.len()).sum();
     let total_bytes: usize = devices
         .iter()
@@ -1317,7 +1459,7 @@ fn fleet() {
         mb(total_bytes as u64),
         build_start.elapsed().as_secs_f64()
     );
-    let server = ServerProcess::start(Some(&server_db.url));
+    let server = ServerProcess::start(server_data);
     let idle_rss = server.rss();
     let url = server.url();
     let batches: Vec<_> = devices.iter().map(|d| d.changes.clone()).collect();
@@ -1330,7 +1472,7 @@ fn fleet() {
             .iter()
             .map(|d| {
                 let store = Arc::clone(&d.store);
-                let transport = HttpTransport::new(&url).unwrap();
+                let transport = transport(&url, &d.tokens);
                 let (barrier, peer) = (Arc::clone(&barrier), url.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
@@ -1412,6 +1554,10 @@ fn fleet() {
             mb(after_rss),
         );
         println!(
+            "    note: each sync request is authenticated before its append (bearer JWT checked, then the session and \
+             the user read from Postgres: 2 lookups per request; the baseline has none)"
+        );
+        println!(
             "    context: raw INSERT on one connection (the server serializes a tenant's appends) {:.0} changes/s ({:.2} s), RATIO vs that {:.2}x; \
              CPU over the {wall:.2} s run: server {:.2} s ({:.0} changes per server CPU-second), devices in this process {:.2} s, \
              whole machine {:.2} s of {:.2} s (Postgres and anything else: {:.2} s)",
@@ -1427,7 +1573,6 @@ fn fleet() {
         );
 
         // Context: what one device of this tenant downloads to catch up with the fleet.
-        let fresh = open_device(&scratch.path().join("newcomer.sqlite"), Role::Dispatcher);
         let newcomer = SyncClient::new(Arc::clone(&fresh), &url).unwrap();
         let start = Instant::now();
         let outcome = tokio::time::timeout(Duration::from_secs(600), newcomer.sync_now())
@@ -1552,11 +1697,20 @@ fn live_latency() {
     let samples = scaled(500);
     let spaced_samples = scaled(50);
     let interleaved_samples = scaled(100);
-    let server = ServerProcess::start(None);
-    let url = server.url();
     let scratch = scratch_dir();
+    // Device A (a driver) pushes; device B (a dispatcher) listens.
+    let store = open_store(&scratch.path().join("pusher.sqlite"));
+    let (data, tokens) = ServerData::prepare(
+        None,
+        &[
+            (Role::Driver, store.device_id()),
+            (Role::Dispatcher, DeviceId::new()),
+        ],
+    );
+    sign_in(&store, &tokens[0]);
+    let server = ServerProcess::start(data);
+    let url = server.url();
     runtime().block_on(async {
-        let store = open_device(&scratch.path().join("pusher.sqlite"), Role::Driver);
         let journey = store.create_journey(&new_journey()).unwrap();
         SyncClient::new(Arc::clone(&store), &url)
             .unwrap()
@@ -1566,15 +1720,16 @@ fn live_latency() {
         let pusher = Pusher {
             store,
             journey,
-            transport: HttpTransport::new(&url).unwrap(),
+            transport: transport(&url, &tokens[0]),
             peer: url.clone(),
         };
 
-        // Device B listens the way `SyncClient::listen_live` does: a plain client.
+        // Device B listens the way `SyncClient::listen_live` does: a plain client
+        // with its bearer token in the handshake.
         let live_url = format!("ws://{}/v1/live", server.addr);
         let (socket, _) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async(live_url.as_str()),
+            tokio_tungstenite::connect_async(live_request(&live_url, &tokens[1].access_token)),
         )
         .await
         .unwrap()
@@ -1646,7 +1801,7 @@ fn live_latency() {
             pct(&ack_clamped, 0.99) / pct(&pings, 0.99),
         );
         println!(
-            "    upper bound, request sent→frame (includes upload, decode, the server's fsynced append): \
+            "    upper bound, request sent→frame (includes upload, authentication, decode, the server's fsynced append): \
              p50 {:.2} ms, p99 {:.2} ms, max {:.1} ms (RATIO p50 {:.1}x, p99 {:.1}x ping/pong); signed acknowledged→frame p50 {:.2} ms",
             pct(&after_send, 0.5),
             pct(&after_send, 0.99),
@@ -1674,6 +1829,7 @@ fn live_latency() {
 /// Opens one live socket (3 attempts) and holds it, answering pings, until `stop`.
 async fn hold_socket(
     url: String,
+    token: Arc<str>,
     connecting: Arc<tokio::sync::Semaphore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     open: Arc<AtomicUsize>,
@@ -1689,7 +1845,11 @@ async fn hold_socket(
         for _ in 0..3 {
             let attempt = tokio::time::timeout(
                 Duration::from_secs(10),
-                tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true),
+                tokio_tungstenite::connect_async_with_config(
+                    live_request(&url, &token),
+                    Some(config),
+                    true,
+                ),
             )
             .await;
             if let Ok(Ok((s, _))) = attempt {
@@ -1733,14 +1893,18 @@ fn idle_connections(nofile: u64, nofile_hard: u64) {
              (raise it with `ulimit -Hn` / limits.conf to measure the goal of 10,000)"
         );
     }
-    let server = ServerProcess::start(None);
+    // One session for every socket: a socket holds nothing per session, and a
+    // sign-in per socket would only lengthen the setup.
+    let (data, tokens) = ServerData::prepare(None, &[(Role::Dispatcher, DeviceId::new())]);
+    let token: Arc<str> = tokens[0].access_token.as_str().into();
+    let server = ServerProcess::start(data);
     let addr = server.addr;
     let url = format!("ws://{addr}/v1/live");
     // The idle figure after the server has served a request of each kind.
     runtime().block_on(async {
         let (warm, _) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async(live_request(&url, &token)),
         )
         .await
         .unwrap()
@@ -1762,6 +1926,7 @@ fn idle_connections(nofile: u64, nofile_hard: u64) {
             .map(|_| {
                 tokio::spawn(hold_socket(
                     url.clone(),
+                    Arc::clone(&token),
                     Arc::clone(&connecting),
                     stop_rx.clone(),
                     Arc::clone(&open),

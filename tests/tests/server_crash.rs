@@ -3,7 +3,9 @@
 //! SIGKILLed at seeded moments while five devices write and sync over loopback;
 //! with Postgres the database is also stopped with `pg_ctl stop -m immediate`.
 //! Every change a device saw acknowledged must be in the server's log afterwards,
-//! exactly once, and every replica must converge.
+//! exactly once, and every replica must converge. The devices are signed in to a
+//! tenant made in the server's database before it first starts; their tokens
+//! outlive every restart (the signing key is in the database too).
 //!
 //! The control run starts the server with acknowledgement before commit: the same
 //! checker must then find acknowledged changes missing, or it proves nothing.
@@ -18,17 +20,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
-use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role};
+use crewsync_core::ids::{ClientId, JourneyId, LocationId};
+use crewsync_core::model::{NewEntry, NewJourney, Role};
+use crewsync_core::sync::auth::TokenResponse;
 use crewsync_core::sync::engine::{self, Limits};
 use crewsync_core::sync::runtime::HttpTransport;
 use crewsync_core::{DeviceStore, StoreOptions};
-use crewsync_server::storage::Storage;
+use crewsync_server::storage::{self, Opened};
+use crewsync_server::testing::TestTenant;
 use crewsync_testkit::postgres::PgCluster;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-const TENANT: &str = "default";
+/// The tenant the devices sign in to, and the key of its change log.
+const TENANT: &str = "0192f1c4-0000-7000-8000-0000000000c1";
+const LOCATION: &str = "0192f1c4-0000-7000-8000-000000000002";
 const PEER: &str = "server";
 const DEVICES: usize = 5;
 /// Every wait in this file ends by itself after this long.
@@ -62,18 +68,46 @@ impl Backend {
         }
     }
 
+    /// The server's storage and database, opened from this process.
+    async fn open(&self) -> Opened {
+        match self {
+            Backend::Embedded(dir) => storage::open(None, dir.path()).await.unwrap(),
+            Backend::Postgres { url, .. } => {
+                storage::open(Some(url), Path::new(".")).await.unwrap()
+            }
+        }
+    }
+
+    /// Creates the tenant in the server's database (before the server starts) and
+    /// signs each crew's device in as a driver, at the tenant's location; the store
+    /// keeps the tokens. The
+    /// connections close before the server opens the database; the tokens stay good
+    /// across server restarts (the signing key is in the database).
+    async fn sign_in(&self, crews: &[&Crew]) {
+        let Opened { storage, db } = self.open().await;
+        drop(storage);
+        let tenant = TestTenant::create(
+            db,
+            ClientId::parse(TENANT).unwrap(),
+            LocationId::parse(LOCATION).unwrap(),
+        )
+        .await
+        .unwrap();
+        for crew in crews {
+            crew.store
+                .upsert_location(&tenant.device_location())
+                .unwrap();
+            let tokens = tenant
+                .sign_in(Role::Driver, crew.store.device_id())
+                .await
+                .unwrap();
+            crew.signed_in(tokens);
+        }
+    }
+
     /// The whole log, read straight from the storage (the server is stopped).
     async fn logged_hashes(&self) -> Vec<Vec<u8>> {
-        let storage: Arc<dyn Storage> = match self {
-            Backend::Embedded(dir) => crewsync_server::storage::connect(None, dir.path())
-                .await
-                .unwrap(),
-            Backend::Postgres { url, .. } => {
-                crewsync_server::storage::connect(Some(url), Path::new("."))
-                    .await
-                    .unwrap()
-            }
-        };
+        let storage = self.open().await.storage;
         let mut hashes = Vec::new();
         let mut cursor = 0;
         loop {
@@ -98,13 +132,18 @@ struct ServerProcess {
     args: Vec<String>,
 }
 
+/// A loopback port free a moment ago: the devices are made for it before the
+/// server starts on it.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 impl ServerProcess {
-    fn start(backend: &Backend, extra: &[&str]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+    fn start(backend: &Backend, port: u16, extra: &[&str]) -> Self {
         let mut args = backend.server_args();
         args.extend(["--listen".into(), format!("127.0.0.1:{port}")]);
         args.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -115,10 +154,6 @@ impl ServerProcess {
         };
         server.restart();
         server
-    }
-
-    fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
     }
 
     fn restart(&mut self) {
@@ -168,29 +203,35 @@ struct Crew {
 }
 
 impl Crew {
-    fn new(base_url: &str, journey: Option<JourneyId>) -> Self {
+    /// A device for the server at `base_url`, not signed in yet ([`Backend::sign_in`]).
+    fn new(base_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store =
             DeviceStore::open(dir.path().join("device.sqlite"), StoreOptions::default()).unwrap();
-        let location = Location {
-            id: LocationId::parse("0192f1c4-0000-7000-8000-000000000002").unwrap(),
-            client_id: ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap(),
-            name: "HAMILTON".into(),
-            timezone: "America/Toronto".into(),
-        };
-        store.upsert_location(&location).unwrap();
-        store
-            .set_active_user(Some(ActiveUser {
-                user_id: UserId::new(),
-                role: Role::Driver,
-            }))
-            .unwrap();
-        let journey = journey.unwrap_or_else(|| {
-            store
+        Self {
+            store,
+            journey: JourneyId::new(),
+            transport: HttpTransport::new(base_url).unwrap(),
+            acked: Vec::new(),
+            failed: 0,
+            _dir: dir,
+        }
+    }
+
+    /// Syncs as the tokens' user from now on, who becomes the device's active user.
+    fn signed_in(&self, tokens: TokenResponse) {
+        self.store.save_sign_in(&tokens, true).unwrap();
+        self.transport.set_tokens(Some(tokens));
+    }
+
+    /// Works on `journey`, or creates it (as the signed-in user).
+    fn open_journey(&mut self, journey: Option<JourneyId>) {
+        self.journey = journey.unwrap_or_else(|| {
+            self.store
                 .create_journey(&NewJourney {
                     id: None,
-                    client_id: location.client_id,
-                    location_id: location.id,
+                    client_id: ClientId::parse(TENANT).unwrap(),
+                    location_id: LocationId::parse(LOCATION).unwrap(),
                     date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
                     truck_number: Some("T-7".into()),
                     move_source_id: None,
@@ -198,14 +239,6 @@ impl Crew {
                 })
                 .unwrap()
         });
-        Self {
-            store,
-            journey,
-            transport: HttpTransport::new(base_url).unwrap(),
-            acked: Vec::new(),
-            failed: 0,
-            _dir: dir,
-        }
     }
 
     /// One exchange; the acknowledgements are recorded before the device absorbs
@@ -234,18 +267,21 @@ impl Crew {
     }
 }
 
-/// Five devices write and sync until `stop`; returns them with their acks.
-async fn write_and_sync(base_url: String, stop: Arc<AtomicBool>) -> Vec<Crew> {
-    // The dispatcher's journey reaches every crew before the crashes start.
-    let mut first = Crew::new(&base_url, None);
+/// The devices (signed in) write and sync until `stop`; returns them with their acks.
+async fn write_and_sync(crews: Vec<Crew>, stop: Arc<AtomicBool>) -> Vec<Crew> {
+    // The first crew's journey reaches every crew before the writing starts.
+    let mut crews = crews.into_iter();
+    let mut first = crews.next().unwrap();
+    first.open_journey(None);
     first.drain().await;
     let journey = first.journey;
-    let mut crews = vec![first];
-    for _ in 1..DEVICES {
-        let mut crew = Crew::new(&base_url, Some(journey));
+    let mut ready = vec![first];
+    for mut crew in crews {
+        crew.open_journey(Some(journey));
         crew.drain().await;
-        crews.push(crew);
+        ready.push(crew);
     }
+    let crews = ready;
     let tasks: Vec<_> = crews
         .into_iter()
         .enumerate()
@@ -305,9 +341,13 @@ async fn crash_story(backend: Backend, crashes: usize) {
     eprintln!("seed {seed} (CREWSYNC_SEED={seed} replays the schedule)");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut backend = backend;
-    let mut server = ServerProcess::start(&backend, &[]);
+    let port = free_port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let crews: Vec<Crew> = (0..DEVICES).map(|_| Crew::new(&base_url)).collect();
+    backend.sign_in(&crews.iter().collect::<Vec<_>>()).await;
+    let mut server = ServerProcess::start(&backend, port, &[]);
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = tokio::spawn(write_and_sync(server.base_url(), Arc::clone(&stop)));
+    let writers = tokio::spawn(write_and_sync(crews, Arc::clone(&stop)));
 
     for crash in 0..crashes {
         let wait = Duration::from_millis(rng.random_range(300..900));
@@ -396,8 +436,11 @@ async fn postgres_server_and_database_crash_mid_sync_lose_no_acknowledged_change
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn control_acknowledging_before_commit_is_caught() {
     let backend = Backend::embedded();
-    let mut server = ServerProcess::start(&backend, &["--control-ack-before-commit"]);
-    let mut crew = Crew::new(&server.base_url(), None);
+    let port = free_port();
+    let mut crew = Crew::new(&format!("http://127.0.0.1:{port}"));
+    backend.sign_in(&[&crew]).await;
+    crew.open_journey(None);
+    let mut server = ServerProcess::start(&backend, port, &["--control-ack-before-commit"]);
     for n in 0..20 {
         crew.store
             .add_entry(crew.journey, NewEntry::note(format!("#{n}")))

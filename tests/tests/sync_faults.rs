@@ -2,7 +2,8 @@
 //! devices and the server resets connections, swallows responses after the server has
 //! committed, cuts responses short, black-holes all traffic, flaps the link and
 //! drips bytes a few at a time. Retries must never duplicate a change, and after the
-//! faults stop every replica converges with nothing lost.
+//! faults stop every replica converges with nothing lost. Every device is signed in
+//! to the tenant its journey belongs to.
 //!
 //! Seeded and replayable: each test prints its seed; `CREWSYNC_SEED=N` replays it.
 //! `CREWSYNC_SOAK=N` multiplies the flapping test's load.
@@ -19,21 +20,20 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::middleware::Next;
 use chrono::NaiveDate;
-use crewsync_core::ids::{ClientId, EntryId, JourneyId, LocationId, UserId};
-use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role};
+use crewsync_core::ids::{ClientId, EntryId, JourneyId, LocationId};
+use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::runtime::{Backoff, SyncClient, SyncConfig, SyncStatus};
 use crewsync_core::{DeviceStore, StoreOptions};
 use crewsync_server::config::Config;
 use crewsync_server::storage::Storage;
 use crewsync_server::storage::memory::MemoryStorage;
+use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-const TENANT: &str = "default";
 
 /// Bound on every wait for the system to settle: a wedged sync fails the test.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -288,23 +288,68 @@ async fn cut(link: &mut watch::Receiver<LinkState>, born: u64) {
 // ---------------------------------------------------------------------------------
 // Server, devices, seeds
 
+/// A change log and the tenant the devices sign in to. Sign-in lives in SQL: with
+/// the memory log, the tenant sits in an embedded database in a temp dir beside it.
+struct Backend {
+    storage: Arc<dyn Storage>,
+    tenant: TestTenant,
+    _db: Option<EmbeddedTestDb>,
+}
+
+impl Backend {
+    async fn memory() -> Self {
+        let db = EmbeddedTestDb::create(tenant_id(), location_id())
+            .await
+            .unwrap();
+        Self {
+            storage: Arc::new(MemoryStorage::new()),
+            tenant: db.tenant.clone(),
+            _db: Some(db),
+        }
+    }
+
+    /// The embedded SQLite store: the log and the tenant in one file in `dir`.
+    async fn embedded(dir: &Path) -> Self {
+        let opened = crewsync_server::storage::open(None, dir).await.unwrap();
+        let tenant = TestTenant::create(opened.db, tenant_id(), location_id())
+            .await
+            .unwrap();
+        Self {
+            storage: opened.storage,
+            tenant,
+            _db: None,
+        }
+    }
+}
+
 struct Server {
     addr: SocketAddr,
     storage: Arc<dyn Storage>,
+    tenant: TestTenant,
     /// `POST /v1/sync` requests that reached the server.
     sync_requests: Arc<AtomicU64>,
+    _db: Option<EmbeddedTestDb>,
 }
 
 impl Server {
     /// The in-process server on loopback. Live sockets are pinged every second, so a
     /// device may call 3 s of silence a dead link.
-    async fn start(storage: Arc<dyn Storage>) -> Self {
+    async fn start(backend: Backend) -> Self {
+        let Backend {
+            storage,
+            tenant,
+            _db,
+        } = backend;
         let config = Config {
             live_ping_secs: 1,
             ..Config::default()
         };
-        let services =
-            crewsync_server::Services::in_process(Arc::clone(&storage), &config).unwrap();
+        let services = crewsync_server::Services::in_process(
+            Arc::clone(&storage),
+            Arc::clone(&tenant.auth),
+            &config,
+        )
+        .unwrap();
         let sync_requests = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&sync_requests);
         let router = crewsync_server::router(services).layer(axum::middleware::from_fn(
@@ -321,7 +366,9 @@ impl Server {
         Self {
             addr,
             storage,
+            tenant,
             sync_requests,
+            _db,
         }
     }
 
@@ -333,7 +380,7 @@ impl Server {
     async fn logged_hashes(&self) -> BTreeSet<Vec<u8>> {
         let log = self
             .storage
-            .changes_since(TENANT, 0, u32::MAX)
+            .changes_since(&self.tenant.tenant.to_string(), 0, u32::MAX)
             .await
             .unwrap();
         let hashes: BTreeSet<_> = log.iter().map(|c| c.hash.clone()).collect();
@@ -358,25 +405,22 @@ fn short_backoff() -> Backoff {
     }
 }
 
-fn location() -> Location {
-    Location {
-        id: LocationId::parse("0192f1c4-0000-7000-8000-000000000003").unwrap(),
-        client_id: ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap(),
-        name: "OTTAWA".into(),
-        timezone: "America/Toronto".into(),
-    }
+fn tenant_id() -> ClientId {
+    ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap()
 }
 
-fn device(dir: &Path, name: &str, role: Role) -> Arc<DeviceStore> {
+fn location_id() -> LocationId {
+    LocationId::parse("0192f1c4-0000-7000-8000-000000000003").unwrap()
+}
+
+/// A device store with the tenant's location and `role`'s user signed in (the
+/// store keeps the tokens, so every `SyncClient` on it syncs as that user).
+async fn device(dir: &Path, name: &str, tenant: &TestTenant, role: Role) -> Arc<DeviceStore> {
     let store =
         DeviceStore::open(dir.join(format!("{name}.sqlite")), StoreOptions::default()).unwrap();
-    store.upsert_location(&location()).unwrap();
-    store
-        .set_active_user(Some(ActiveUser {
-            user_id: UserId::new(),
-            role,
-        }))
-        .unwrap();
+    store.upsert_location(&tenant.device_location()).unwrap();
+    let tokens = tenant.sign_in(role, store.device_id()).await.unwrap();
+    store.save_sign_in(&tokens, true).unwrap();
     store
 }
 
@@ -384,8 +428,8 @@ fn new_journey(store: &DeviceStore) -> JourneyId {
     store
         .create_journey(&NewJourney {
             id: None,
-            client_id: location().client_id,
-            location_id: location().id,
+            client_id: tenant_id(),
+            location_id: location_id(),
             date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
             truck_number: None,
             move_source_id: None,
@@ -497,10 +541,7 @@ fn soak() -> u32 {
 async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_change() {
     let (seed, _guard) = seed(7);
     let dir = tempfile::tempdir().unwrap();
-    let storage = crewsync_server::storage::connect(None, dir.path())
-        .await
-        .unwrap();
-    let server = Server::start(storage).await;
+    let server = Server::start(Backend::embedded(dir.path()).await).await;
     let shaping = Shaping {
         connection_faults: true,
         ..Shaping::default()
@@ -508,7 +549,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
     let proxy = Proxy::start(server.addr, seed, shaping).await;
     let direct = server.url();
 
-    let dispatcher = device(dir.path(), "office", Role::Dispatcher);
+    let dispatcher = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
     let journey = new_journey(&dispatcher);
     SyncClient::new(Arc::clone(&dispatcher), &direct)
         .unwrap()
@@ -520,7 +561,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
     const ENTRIES: usize = 40;
     let mut crews = Vec::new();
     for i in 0..CREWS {
-        let store = device(dir.path(), &format!("crew{i}"), Role::Mover);
+        let store = device(dir.path(), &format!("crew{i}"), &server.tenant, Role::Mover).await;
         SyncClient::new(Arc::clone(&store), &direct)
             .unwrap()
             .sync_now()
@@ -579,19 +620,19 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
 /// device notices within its configured bounds — the exchange times out, the live
 /// socket falls silent — and says so in its status; the crew keeps writing; once the
 /// link is back, sync resumes by itself and everyone converges.
-async fn a_stalled_link_is_detected_and_sync_resumes_after_it(storage: Arc<dyn Storage>) {
+async fn a_stalled_link_is_detected_and_sync_resumes_after_it(backend: Backend) {
     let (seed, _guard) = seed(3);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(storage).await;
+    let server = Server::start(backend).await;
     let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let office = device(dir.path(), "office", Role::Dispatcher);
+    let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
     let journey = new_journey(&office);
     let office_sync = SyncClient::new(Arc::clone(&office), &server.url()).unwrap();
     office_sync.sync_now().await.unwrap();
 
-    let crew = device(dir.path(), "crew", Role::Driver);
+    let crew = device(dir.path(), "crew", &server.tenant, Role::Driver).await;
     let crew_sync = SyncClient::with_config(Arc::clone(&crew), &proxy.url(), quick()).unwrap();
     crew_sync.start(Duration::from_millis(300), short_backoff());
     wait_status(&crew_sync, "first sync and live socket", |s| {
@@ -680,16 +721,13 @@ async fn a_stalled_link_is_detected_and_sync_resumes_after_it(storage: Arc<dyn S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_link_is_detected_and_sync_resumes_after_it_on_the_memory_backend() {
-    a_stalled_link_is_detected_and_sync_resumes_after_it(Arc::new(MemoryStorage::new())).await;
+    a_stalled_link_is_detected_and_sync_resumes_after_it(Backend::memory().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_link_is_detected_and_sync_resumes_after_it_on_the_embedded_sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = crewsync_server::storage::connect(None, dir.path())
-        .await
-        .unwrap();
-    a_stalled_link_is_detected_and_sync_resumes_after_it(storage).await;
+    a_stalled_link_is_detected_and_sync_resumes_after_it(Backend::embedded(dir.path()).await).await;
 }
 
 // ---------------------------------------------------------------------------------
@@ -706,19 +744,16 @@ async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
     let load = Duration::from_secs(8) * soak();
     let (seed, _guard) = seed(4);
     let dir = tempfile::tempdir().unwrap();
-    let storage = crewsync_server::storage::connect(None, dir.path())
-        .await
-        .unwrap();
-    let server = Server::start(storage).await;
+    let server = Server::start(Backend::embedded(dir.path()).await).await;
     let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
     let mut rng = StdRng::seed_from_u64(seed);
 
-    let office = device(dir.path(), "office", Role::Dispatcher);
+    let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
     let journey = new_journey(&office);
     let mut stores = vec![office];
     for i in 0..CREWS {
         let role = [Role::Driver, Role::Mover][i % 2];
-        stores.push(device(dir.path(), &format!("crew{i}"), role));
+        stores.push(device(dir.path(), &format!("crew{i}"), &server.tenant, role).await);
     }
     let mut clients = Vec::new();
     for store in &stores {
@@ -856,7 +891,7 @@ async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
 async fn a_slow_drip_reassembles_every_message() {
     let (seed, _guard) = seed(5);
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(Arc::new(MemoryStorage::new())).await;
+    let server = Server::start(Backend::memory().await).await;
     let shaping = Shaping {
         drip: true,
         ..Shaping::default()
@@ -864,7 +899,7 @@ async fn a_slow_drip_reassembles_every_message() {
     let proxy = Proxy::start(server.addr, seed, shaping).await;
     let started = Instant::now();
 
-    let office = device(dir.path(), "office", Role::Dispatcher);
+    let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
     let journey = new_journey(&office);
     let office_sync = SyncClient::new(Arc::clone(&office), &proxy.url()).unwrap();
     office_sync.sync_now().await.unwrap();
@@ -877,11 +912,9 @@ async fn a_slow_drip_reassembles_every_message() {
 
     // Two crews at once: pull the journey, write (one entry spans many slices), push.
     let crew = |i: usize| {
-        let (store, url) = (
-            device(dir.path(), &format!("crew{i}"), Role::Mover),
-            proxy.url(),
-        );
+        let (dir, tenant, url) = (dir.path(), &server.tenant, proxy.url());
         async move {
+            let store = device(dir, &format!("crew{i}"), tenant, Role::Mover).await;
             let client = SyncClient::new(Arc::clone(&store), &url).unwrap();
             client.sync_now().await.unwrap();
             let long = format!("crew {i}: {}", "scratched dresser, ".repeat(10));

@@ -1,26 +1,85 @@
-//! Devices and a server over real HTTP on loopback (reliability matrix B).
+//! Devices and a server over real HTTP on loopback (reliability matrix B), every
+//! device signed in to the tenant its journeys belong to.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
-use crewsync_core::model::{
-    ActiveUser, GpsPoint, Location, NewEntry, NewJourney, Role, Stage, Timestamp,
-};
+use crewsync_core::ids::{ClientId, JourneyId, LocationId};
+use crewsync_core::model::{GpsPoint, NewEntry, NewJourney, Role, Stage, Timestamp};
 use crewsync_core::sync::runtime::{Backoff, SyncClient};
 use crewsync_core::{DeviceStore, Error, StoreOptions};
 use crewsync_server::storage::Storage;
 use crewsync_server::storage::memory::MemoryStorage;
+use crewsync_server::testing::{EmbeddedTestDb, TEST_PASSWORD, TestTenant};
 
-fn location() -> Location {
-    Location {
-        id: LocationId::parse("0192f1c4-0000-7000-8000-000000000002").unwrap(),
-        client_id: ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap(),
-        name: "HAMILTON".into(),
-        timezone: "America/Toronto".into(),
+fn tenant_id() -> ClientId {
+    ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap()
+}
+
+fn location_id() -> LocationId {
+    LocationId::parse("0192f1c4-0000-7000-8000-000000000002").unwrap()
+}
+
+/// A change log and the tenant signed in against it. Sign-in lives in SQL: with
+/// the memory log, the tenant sits in an embedded database in a temp dir beside it.
+struct Backend {
+    storage: Arc<dyn Storage>,
+    tenant: TestTenant,
+    _db: Option<EmbeddedTestDb>,
+}
+
+impl Backend {
+    async fn memory() -> Self {
+        let db = EmbeddedTestDb::create(tenant_id(), location_id())
+            .await
+            .unwrap();
+        Self {
+            storage: Arc::new(MemoryStorage::new()),
+            tenant: db.tenant.clone(),
+            _db: Some(db),
+        }
+    }
+
+    /// The embedded SQLite store: the log and the tenant in one file.
+    async fn embedded() -> Self {
+        let db = EmbeddedTestDb::create(tenant_id(), location_id())
+            .await
+            .unwrap();
+        Self {
+            storage: Arc::clone(&db.storage),
+            tenant: db.tenant.clone(),
+            _db: Some(db),
+        }
+    }
+
+    async fn postgres(url: &str) -> Self {
+        let opened = crewsync_server::storage::open(Some(url), Path::new("."))
+            .await
+            .unwrap();
+        let tenant = TestTenant::create(opened.db, tenant_id(), location_id())
+            .await
+            .unwrap();
+        Self {
+            storage: opened.storage,
+            tenant,
+            _db: None,
+        }
+    }
+
+    /// The tenant's key in the change log.
+    fn key(&self) -> String {
+        self.tenant.tenant.to_string()
+    }
+
+    fn app(&self) -> axum::Router {
+        crewsync_server::app(crewsync_server::AppState {
+            storage: Arc::clone(&self.storage),
+            auth: Arc::clone(&self.tenant.auth),
+        })
     }
 }
 
@@ -29,17 +88,24 @@ struct Device {
     _dir: tempfile::TempDir,
 }
 
-fn device(role: Role) -> Device {
+/// A device with the tenant's location and nobody signed in yet.
+fn signed_out_device(tenant: &TestTenant) -> Device {
     let dir = tempfile::tempdir().unwrap();
     let store = DeviceStore::open(dir.path().join("d.sqlite"), StoreOptions::default()).unwrap();
-    store.upsert_location(&location()).unwrap();
-    store
-        .set_active_user(Some(ActiveUser {
-            user_id: UserId::new(),
-            role,
-        }))
-        .unwrap();
+    store.upsert_location(&tenant.device_location()).unwrap();
     Device { store, _dir: dir }
+}
+
+/// A device with `role`'s user of `tenant` signed in and active: the store keeps
+/// the tokens, so every `SyncClient` on it syncs as that user.
+async fn device(tenant: &TestTenant, role: Role) -> Device {
+    let device = signed_out_device(tenant);
+    let tokens = tenant
+        .sign_in(role, device.store.device_id())
+        .await
+        .unwrap();
+    device.store.save_sign_in(&tokens, true).unwrap();
+    device
 }
 
 async fn serve(router: axum::Router) -> SocketAddr {
@@ -49,16 +115,16 @@ async fn serve(router: axum::Router) -> SocketAddr {
     addr
 }
 
-async fn sync_server(storage: Arc<dyn Storage>) -> String {
-    let addr = serve(crewsync_server::app(crewsync_server::AppState { storage })).await;
+async fn sync_server(backend: &Backend) -> String {
+    let addr = serve(backend.app()).await;
     format!("http://{addr}")
 }
 
-fn new_journey() -> NewJourney {
+fn new_journey(tenant: &TestTenant) -> NewJourney {
     NewJourney {
         id: None,
-        client_id: location().client_id,
-        location_id: location().id,
+        client_id: tenant.tenant,
+        location_id: tenant.location.id,
         date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
         truck_number: Some("T-3".into()),
         move_source_id: None,
@@ -68,11 +134,15 @@ fn new_journey() -> NewJourney {
 
 /// Offline work on three devices, then each reconnects: one sync each (≤ 2 round
 /// trips) brings every replica to the same journey.
-pub async fn offline_edits_converge_after_reconnect(storage: Arc<dyn Storage>) {
-    let url = sync_server(storage).await;
-    let office = device(Role::Dispatcher);
-    let crews = [device(Role::Driver), device(Role::Mover)];
-    let journey = office.store.create_journey(&new_journey()).unwrap();
+async fn offline_edits_converge_after_reconnect(backend: Backend) {
+    let url = sync_server(&backend).await;
+    let tenant = &backend.tenant;
+    let office = device(tenant, Role::Dispatcher).await;
+    let crews = [
+        device(tenant, Role::Driver).await,
+        device(tenant, Role::Mover).await,
+    ];
+    let journey = office.store.create_journey(&new_journey(tenant)).unwrap();
     let office_sync = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     office_sync.sync_now().await.unwrap();
     let clients: Vec<_> = crews
@@ -146,7 +216,7 @@ pub async fn offline_edits_converge_after_reconnect(storage: Arc<dyn Storage>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_edits_converge_after_reconnect_on_the_memory_backend() {
-    offline_edits_converge_after_reconnect(Arc::new(MemoryStorage::new())).await;
+    offline_edits_converge_after_reconnect(Backend::memory().await).await;
 }
 
 /// A captive portal answers every request with an HTML login page and 200. The device
@@ -157,8 +227,12 @@ async fn a_captive_portal_is_network_unusable_and_marks_nothing_synced() {
         axum::response::Html("<html><body>Sign in to HotelWiFi</body></html>")
     });
     let url = format!("http://{}", serve(portal).await);
-    let crew = device(Role::Driver);
-    let journey: JourneyId = crew.store.create_journey(&new_journey()).unwrap();
+    let backend = Backend::memory().await;
+    let crew = device(&backend.tenant, Role::Driver).await;
+    let journey: JourneyId = crew
+        .store
+        .create_journey(&new_journey(&backend.tenant))
+        .unwrap();
     crew.store
         .add_entry(journey, NewEntry::note("in the lobby"))
         .unwrap();
@@ -181,8 +255,12 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let url = format!("http://{addr}");
-    let crew = device(Role::Driver);
-    let journey = crew.store.create_journey(&new_journey()).unwrap();
+    let backend = Backend::memory().await;
+    let crew = device(&backend.tenant, Role::Driver).await;
+    let journey = crew
+        .store
+        .create_journey(&new_journey(&backend.tenant))
+        .unwrap();
     let client = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
     let backoff = Backoff {
         initial: Duration::from_millis(20),
@@ -203,11 +281,8 @@ async fn the_background_loop_retries_until_the_server_is_back() {
         "nothing acknowledged while offline"
     );
 
-    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let router = crewsync_server::app(crewsync_server::AppState {
-        storage: Arc::clone(&storage),
-    });
+    let router = backend.app();
     tokio::spawn(async move { axum::serve(listener, router).await });
     tokio::time::timeout(
         Duration::from_secs(10),
@@ -216,14 +291,15 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     .await
     .unwrap()
     .unwrap();
-    assert_eq!(storage.head("default").await.unwrap(), 1);
+    let (storage, key) = (&backend.storage, backend.key());
+    assert_eq!(storage.head(&key).await.unwrap(), 1);
 
     crew.store
         .add_entry(journey, NewEntry::note("after reconnect"))
         .unwrap();
     client.wake();
     tokio::time::timeout(Duration::from_secs(10), async {
-        while storage.head("default").await.unwrap() < 2 {
+        while storage.head(&key).await.unwrap() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -235,11 +311,7 @@ async fn the_background_loop_retries_until_the_server_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_edits_converge_after_reconnect_on_the_embedded_sqlite_backend() {
-    let dir = tempfile::tempdir().unwrap();
-    let storage = crewsync_server::storage::connect(None, dir.path())
-        .await
-        .unwrap();
-    offline_edits_converge_after_reconnect(storage).await;
+    offline_edits_converge_after_reconnect(Backend::embedded().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -248,24 +320,39 @@ async fn offline_edits_converge_after_reconnect_on_postgres() {
         .unwrap()
         .fresh_database()
         .unwrap();
-    let storage = crewsync_server::storage::connect(Some(&db.url), std::path::Path::new("."))
-        .await
-        .unwrap();
-    offline_edits_converge_after_reconnect(storage).await;
+    offline_edits_converge_after_reconnect(Backend::postgres(&db.url).await).await;
 }
 
 /// A device that is not polling hears of another device's change on the live channel
 /// and pulls it: no waiting for the next interval.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_notice_makes_an_idle_device_pull_at_once() {
-    let url = sync_server(Arc::new(MemoryStorage::new())).await;
-    let office = device(Role::Dispatcher);
-    let crew = device(Role::Driver);
-    let journey = office.store.create_journey(&new_journey()).unwrap();
+    let backend = Backend::memory().await;
+    let url = sync_server(&backend).await;
+    let office = device(&backend.tenant, Role::Dispatcher).await;
+    // The crew signs in over HTTP, as the app does.
+    let crew = signed_out_device(&backend.tenant);
+    let journey = office
+        .store
+        .create_journey(&new_journey(&backend.tenant))
+        .unwrap();
     let office_sync = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     office_sync.sync_now().await.unwrap();
 
     let crew_sync = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    let driver = backend.tenant.user(Role::Driver);
+    let tokens = crew_sync
+        .sign_in(&driver.email, TEST_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(
+        (tokens.user.id, tokens.user.role),
+        (driver.id, Role::Driver)
+    );
+    assert_eq!(
+        crew.store.active_user().unwrap().unwrap().user_id,
+        driver.id
+    );
     let backoff = Backoff {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),
@@ -301,4 +388,72 @@ async fn a_live_notice_makes_an_idle_device_pull_at_once() {
     .expect("the live notice should have made the crew device sync");
     crew_sync.stop().await;
     assert!(!crew_sync.status().borrow().live);
+}
+
+/// The device's side of sign-in: a refused access token is refreshed once and the
+/// exchange repeated, the rotated tokens kept in the store; a revoked session fails
+/// the sync as "not signed in", keeps the queue and marks the account, and signing
+/// in again sends what waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_refreshed_and_a_revoked_session_keeps_the_queue() {
+    let backend = Backend::memory().await;
+    let url = sync_server(&backend).await;
+    let tenant = &backend.tenant;
+    let crew = device(tenant, Role::Driver).await;
+    let journey = crew.store.create_journey(&new_journey(tenant)).unwrap();
+    let client = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    let signed_in = client.tokens().expect("the saved sign-in is used");
+    let user = signed_in.user.id;
+
+    // An access token the server refuses (as an expired one): refreshed, then synced.
+    let mut refused = signed_in.clone();
+    refused.access_token = "not-a-token".into();
+    client.use_tokens(refused).await.unwrap();
+    let outcome = client.sync_now().await.unwrap();
+    assert_eq!(outcome.pending, 0);
+    assert_eq!(backend.storage.head(&backend.key()).await.unwrap(), 1);
+    let refreshed = client.tokens().unwrap();
+    assert_ne!(refreshed.access_token, "not-a-token");
+    assert_ne!(refreshed.refresh_token, signed_in.refresh_token, "rotated");
+    let saved = crew.store.account(user).unwrap().unwrap();
+    assert_eq!(
+        saved.credentials.refresh_token, refreshed.refresh_token,
+        "the rotated refresh token is saved: the old one is spent"
+    );
+    assert!(!saved.needs_sign_in);
+
+    // The session is revoked on the server (sign-out elsewhere, an admin).
+    assert!(
+        tenant
+            .auth
+            .sessions
+            .revoke(tenant.tenant, refreshed.session_id, "revoked by the test")
+            .await
+            .unwrap()
+    );
+    crew.store
+        .add_entry(journey, NewEntry::note("after the revocation"))
+        .unwrap();
+    let err = client.sync_now().await.unwrap_err();
+    assert!(matches!(err, Error::Unauthorized(_)), "{err}");
+    assert_eq!(crew.store.outbox_len().unwrap(), 1, "the queue is kept");
+    assert!(crew.store.account(user).unwrap().unwrap().needs_sign_in);
+    assert_eq!(backend.storage.head(&backend.key()).await.unwrap(), 1);
+    // A restarted app does not try the refused tokens again.
+    assert!(
+        SyncClient::new(Arc::clone(&crew.store), &url)
+            .unwrap()
+            .tokens()
+            .is_none()
+    );
+
+    // Signing in again sends what waited.
+    client
+        .sign_in(&tenant.user(Role::Driver).email, TEST_PASSWORD)
+        .await
+        .unwrap();
+    assert!(!crew.store.account(user).unwrap().unwrap().needs_sign_in);
+    let outcome = client.sync_now().await.unwrap();
+    assert_eq!((outcome.pushed, outcome.pending), (1, 0));
+    assert_eq!(backend.storage.head(&backend.key()).await.unwrap(), 2);
 }

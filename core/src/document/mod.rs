@@ -328,6 +328,17 @@ impl JourneyDocument {
         })
     }
 
+    /// The furthest stage reached.
+    pub fn stage(&self) -> Result<Stage> {
+        actions::current_stage(&self.doc, self.id)
+    }
+
+    /// Whether `user` is on the journey's crew.
+    pub fn is_on_crew(&self, user: crate::ids::UserId) -> Result<bool> {
+        let crew = schema::root_map(&self.doc, self.id, schema::CREW)?;
+        Ok(self.doc.get(&crew, user.to_string())?.is_some())
+    }
+
     /// The journey's identity fields, needed to file it in the summary table.
     pub fn header(&self) -> Result<(crate::ids::ClientId, crate::ids::LocationId, NaiveDate)> {
         let client = schema::read(&self.doc, self.id, &ROOT, "client_id")?;

@@ -104,3 +104,34 @@ pub fn compact(conn: &mut Connection, doc: &JourneyDocument, now_ms: i64) -> Res
     tx.commit()?;
     Ok(remaining)
 }
+
+/// Replaces a journey's stored form with `doc` as one snapshot after refused
+/// changes were taken out: rows of changes the snapshot holds and of `dropped`
+/// ones go; rows automerge still holds back (missing dependencies) stay.
+pub fn replace(
+    tx: &Transaction<'_>,
+    doc: &JourneyDocument,
+    dropped: &[ChangeHash],
+    now_ms: i64,
+) -> Result<()> {
+    let key = doc.id().to_string();
+    tx.execute(
+        "UPDATE documents SET snapshot = ?2, compacted_at = ?3 WHERE journey_id = ?1",
+        params![key, doc.save(), now_ms],
+    )?;
+    let hashes: Vec<Vec<u8>> = {
+        let mut stmt = tx.prepare_cached("SELECT hash FROM doc_changes WHERE journey_id = ?1")?;
+        stmt.query_map([&key], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    let mut delete =
+        tx.prepare_cached("DELETE FROM doc_changes WHERE journey_id = ?1 AND hash = ?2")?;
+    for hash in hashes {
+        let gone = ChangeHash::try_from(hash.as_slice())
+            .is_ok_and(|h| doc.has_change(&h) || dropped.contains(&h));
+        if gone {
+            delete.execute(params![key, hash])?;
+        }
+    }
+    Ok(())
+}

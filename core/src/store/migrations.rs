@@ -10,6 +10,7 @@ use rusqlite_migration::{M, Migrations};
 pub const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("sql/001_device_store.sql")),
     M::up(include_str!("sql/002_sync_and_media.sql")),
+    M::up(include_str!("sql/003_accounts_and_rejections.sql")),
 ];
 
 pub fn migrations() -> Migrations<'static> {

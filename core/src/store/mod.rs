@@ -11,11 +11,13 @@
 //! (see `connection`). If persisting fails, the cached document, which already holds
 //! the change in memory, is dropped, so memory never runs ahead of disk.
 
+mod accounts;
 mod connection;
 mod documents;
 mod gps_buffer;
 pub mod migrations;
 mod outbox;
+mod rejections;
 mod summary;
 
 use std::num::NonZeroUsize;
@@ -27,7 +29,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
+pub use self::accounts::Account;
 pub use self::outbox::OutboxEntry;
+pub use self::rejections::RejectedChange;
 use crate::document::actions::JourneyAction;
 use crate::document::origin::ChangeOrigin;
 use crate::document::{JourneyDocument, gps};
@@ -37,6 +41,8 @@ use crate::model::{
     ActiveUser, ActivityKind, GpsPoint, Journey, JourneySummary, Location, NewEntry, NewJourney,
     Role, Stage, StepNumber, Timestamp,
 };
+use crate::policy::RolePermission;
+use crate::sync::auth::TokenResponse;
 
 /// Tunables; the defaults suit a phone.
 #[derive(Debug, Clone)]
@@ -185,6 +191,104 @@ impl DeviceStore {
 
     pub fn active_user(&self) -> Result<Option<ActiveUser>> {
         Ok(lock(&self.active_user)?.clone())
+    }
+
+    /// Saves a sign-in (or a refresh) of this device: the account and its tokens.
+    /// `activate` also makes the user the active user (the one whose actions are
+    /// recorded); a refresh in the background leaves the active user alone.
+    pub fn save_sign_in(&self, tokens: &TokenResponse, activate: bool) -> Result<()> {
+        accounts::save(&self.lock_writer()?.conn, tokens, now_ms())?;
+        if activate {
+            self.set_active_user(Some(ActiveUser {
+                user_id: tokens.user.id,
+                role: tokens.user.role,
+            }))?;
+        }
+        Ok(())
+    }
+
+    /// Applies a server's refusals (hash → reason) of local changes: each refused
+    /// change and every local change built on it leaves the outbox and its journey,
+    /// and is kept in the rejected list with its reason; the journey is rebuilt
+    /// from everything else (see `rejections`). Unknown hashes are ignored.
+    /// Returns how many changes were dropped.
+    pub fn reject_local_changes(&self, refused: &[(ChangeHash, String)]) -> Result<usize> {
+        let mut writer = self.lock_writer()?;
+        let Writer { conn, cache } = &mut *writer;
+        let mut by_journey: std::collections::BTreeMap<
+            JourneyId,
+            std::collections::HashMap<ChangeHash, String>,
+        > = std::collections::BTreeMap::new();
+        for (hash, reason) in refused {
+            let journey: Option<String> = conn
+                .query_row(
+                    "SELECT journey_id FROM outbox WHERE hash = ?1",
+                    [hash.as_ref()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            if let Some(journey) = journey {
+                by_journey
+                    .entry(journey.parse()?)
+                    .or_default()
+                    .insert(*hash, reason.clone());
+            }
+        }
+        let mut dropped_total = 0;
+        for (journey, refused) in by_journey {
+            let cached = load_into(cache, conn, journey, &self.actor)?;
+            let (rebuilt, dropped) =
+                rejections::rebuild_without(&cached.doc, &refused, self.actor.clone())?;
+            let now = now_ms();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored = (|| {
+                rejections::record(&tx, journey, &dropped, now)?;
+                let dropped_hashes: Vec<ChangeHash> =
+                    dropped.iter().map(|(change, _)| change.hash()).collect();
+                documents::replace(&tx, &rebuilt, &dropped_hashes, now)?;
+                summary::refresh(&tx, &rebuilt, now)?;
+                tx.commit()?;
+                Ok::<_, Error>(())
+            })();
+            if let Err(e) = stored {
+                cache.pop(&journey);
+                return Err(e);
+            }
+            dropped_total += dropped.len();
+            cache.put(
+                journey,
+                CachedDocument {
+                    doc: rebuilt,
+                    uncompacted: 0,
+                },
+            );
+        }
+        Ok(dropped_total)
+    }
+
+    /// The local changes servers refused for `journey`, with their reasons.
+    pub fn rejected_changes(&self, journey: JourneyId) -> Result<Vec<RejectedChange>> {
+        rejections::list(&self.lock_writer()?.conn, journey)
+    }
+
+    /// A user who signed in on this device.
+    pub fn account(&self, user: UserId) -> Result<Option<Account>> {
+        accounts::get(&self.lock_writer()?.conn, user)
+    }
+
+    /// The server refused `user`'s credentials: keep their work, ask them to sign in.
+    pub fn mark_needs_sign_in(&self, user: UserId) -> Result<()> {
+        accounts::mark_needs_sign_in(&self.lock_writer()?.conn, user)
+    }
+
+    /// Stores the tenant's permission table as the server sent it for `user`.
+    pub fn set_account_permissions(&self, user: UserId, rows: &[RolePermission]) -> Result<()> {
+        accounts::set_permissions(&self.lock_writer()?.conn, user, rows)
+    }
+
+    /// Forgets `user`'s tokens. Their unsynced changes stay queued under their name.
+    pub fn forget_account(&self, user: UserId) -> Result<()> {
+        accounts::remove(&self.lock_writer()?.conn, user)
     }
 
     /// Registers or updates a location (its timezone decides which day is "today").

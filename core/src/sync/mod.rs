@@ -8,6 +8,7 @@
 //! so the whole protocol runs deterministically in tests. A runtime layer moves the
 //! bytes.
 
+pub mod auth;
 pub mod engine;
 pub mod runtime;
 pub mod wire;

@@ -11,9 +11,11 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use super::auth::{Credentials, RefreshRequest, SignInRequest, TokenResponse};
 use super::engine::{self, ExchangeReport, Limits};
 use super::wire::{self, CONTENT_TYPE, SyncRequest, SyncResponse};
 use crate::error::{Error, Result};
+use crate::ids::DeviceId;
 use crate::model::Timestamp;
 use crate::store::DeviceStore;
 
@@ -100,12 +102,16 @@ impl Default for SyncConfig {
     }
 }
 
-/// Talks to one server over HTTP.
+/// Talks to one server over HTTP, as the signed-in user of its [`Credentials`].
 #[derive(Debug, Clone)]
 pub struct HttpTransport {
+    base_url: String,
     endpoint: String,
     client: reqwest::Client,
     request_timeout: Duration,
+    /// The signed-in user's tokens; shared by clones, so a refresh by one is seen
+    /// by all.
+    tokens: Arc<Mutex<Option<TokenResponse>>>,
 }
 
 impl HttpTransport {
@@ -120,20 +126,125 @@ impl HttpTransport {
             .timeout(config.request_timeout)
             .build()
             .map_err(|e| Error::Network(format!("cannot build HTTP client: {e}")))?;
+        let base_url = base_url.trim_end_matches('/').to_owned();
         Ok(Self {
-            endpoint: format!("{}/v1/sync", base_url.trim_end_matches('/')),
+            endpoint: format!("{base_url}/v1/sync"),
+            base_url,
             client,
             request_timeout: config.request_timeout,
+            tokens: Arc::new(Mutex::new(None)),
         })
+    }
+
+    /// The server's base URL (`http://host:port`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The tokens in use (after the last sign-in or refresh).
+    pub fn tokens(&self) -> Option<TokenResponse> {
+        self.lock_tokens().clone()
+    }
+
+    pub fn credentials(&self) -> Option<Credentials> {
+        self.lock_tokens().as_ref().map(Credentials::from)
+    }
+
+    /// Uses these tokens from now on (`None`: signed out).
+    pub fn set_tokens(&self, tokens: Option<TokenResponse>) {
+        *self.lock_tokens() = tokens;
+    }
+
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, Option<TokenResponse>> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Signs `email` in on `device`; the tokens are used from now on.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        device: DeviceId,
+    ) -> Result<TokenResponse> {
+        let request = SignInRequest {
+            email: email.to_owned(),
+            password: password.to_owned(),
+            device_id: device,
+        };
+        let tokens: TokenResponse = self.post_json("/v1/auth/sign-in", &request).await?;
+        self.set_tokens(Some(tokens.clone()));
+        Ok(tokens)
+    }
+
+    /// Trades the refresh token for new tokens (the old one is then spent).
+    pub async fn refresh(&self) -> Result<TokenResponse> {
+        let Some(current) = self.credentials() else {
+            return Err(Error::Unauthorized("no credentials: sign in first".into()));
+        };
+        let request = RefreshRequest {
+            refresh_token: current.refresh_token,
+        };
+        let tokens: TokenResponse = self.post_json("/v1/auth/refresh", &request).await?;
+        self.set_tokens(Some(tokens.clone()));
+        Ok(tokens)
+    }
+
+    async fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Q,
+    ) -> Result<A> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base_url))
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.network_error(e))?;
+        let text = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized(text()));
+        }
+        if !status.is_success() {
+            return Err(Error::Server {
+                status: status.as_u16(),
+                message: text(),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::NetworkUnusable(format!("unreadable answer from {path}: {e}")))
+    }
+
+    /// One exchange as the signed-in user. An expired access token is refreshed
+    /// once and the exchange repeated; anything the server refuses after that is
+    /// [`Error::Unauthorized`] and leaves the queue as it was.
+    pub async fn exchange(&self, request: &SyncRequest) -> Result<SyncResponse> {
+        if self.credentials().is_none() {
+            return Err(Error::Unauthorized("not signed in".into()));
+        }
+        match self.exchange_once(request).await {
+            Err(Error::Unauthorized(reason)) if self.credentials().is_some() => {
+                tracing::debug!(%reason, "sync refused; refreshing the access token");
+                self.refresh().await?;
+                self.exchange_once(request).await
+            }
+            other => other,
+        }
     }
 
     /// One request/response. Anything but a sync response — a captive portal's HTML
     /// page with 200, a proxy error — is "network unusable" and changes nothing.
-    pub async fn exchange(&self, request: &SyncRequest) -> Result<SyncResponse> {
-        let response = self
+    async fn exchange_once(&self, request: &SyncRequest) -> Result<SyncResponse> {
+        let mut post = self
             .client
             .post(&self.endpoint)
-            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE);
+        if let Some(credentials) = self.credentials() {
+            post = post.bearer_auth(credentials.access_token);
+        }
+        let response = post
             .body(wire::encode(request))
             .send()
             .await
@@ -146,6 +257,10 @@ impl HttpTransport {
             .unwrap_or_default()
             .to_owned();
         let body = response.bytes().await.map_err(|e| self.network_error(e))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+            return Err(Error::Unauthorized(text));
+        }
         if !status.is_success() {
             let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
             return Err(Error::Server {
@@ -205,9 +320,16 @@ impl SyncClient {
             pending_changes: pending,
             ..SyncStatus::default()
         });
+        let transport = HttpTransport::with_config(base_url, config)?;
+        // The active user's saved sign-in, unless the server already refused it.
+        if let Some(user) = store.active_user()?
+            && let Some(account) = store.account(user.user_id)?.filter(|a| !a.needs_sign_in)
+        {
+            transport.set_tokens(Some(account.tokens()?));
+        }
         Ok(Arc::new(Self {
             store,
-            transport: HttpTransport::with_config(base_url, config)?,
+            transport,
             config,
             peer: base_url.trim_end_matches('/').to_owned(),
             limits: Limits::default(),
@@ -216,6 +338,33 @@ impl SyncClient {
             lock: tokio::sync::Mutex::new(()),
             worker: Mutex::new(None),
         }))
+    }
+
+    /// Signs `email` in on this device and makes them the active user. The tokens
+    /// are saved, so the device keeps syncing as them after a restart.
+    pub async fn sign_in(&self, email: &str, password: &str) -> Result<TokenResponse> {
+        let tokens = self
+            .transport
+            .sign_in(email, password, self.store.device_id())
+            .await?;
+        self.adopt(tokens.clone(), true).await?;
+        Ok(tokens)
+    }
+
+    /// Syncs with tokens obtained elsewhere (e.g. an app's own sign-in screen).
+    pub async fn use_tokens(&self, tokens: TokenResponse) -> Result<()> {
+        self.transport.set_tokens(Some(tokens.clone()));
+        self.adopt(tokens, true).await
+    }
+
+    async fn adopt(&self, tokens: TokenResponse, activate: bool) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        run_blocking(move || store.save_sign_in(&tokens, activate)).await
+    }
+
+    /// The tokens in use.
+    pub fn tokens(&self) -> Option<TokenResponse> {
+        self.transport.tokens()
     }
 
     /// Watch the status: the current value first, then every change.
@@ -258,7 +407,10 @@ impl SyncClient {
         for _ in 0..MAX_EXCHANGES_PER_SYNC {
             let (store, peer, limits) = (Arc::clone(&self.store), self.peer.clone(), self.limits);
             let request = run_blocking(move || engine::prepare(&store, &peer, limits)).await?;
-            let response = self.transport.exchange(&request).await?;
+            let before = self.transport.credentials();
+            let exchanged = self.transport.exchange(&request).await;
+            self.keep_refreshed_tokens(before, &exchanged).await?;
+            let response = exchanged?;
             let (store, peer) = (Arc::clone(&self.store), self.peer.clone());
             let report: ExchangeReport =
                 run_blocking(move || engine::absorb(&store, &peer, &request, response)).await?;
@@ -274,6 +426,30 @@ impl SyncClient {
             }
         }
         Ok(outcome)
+    }
+
+    /// Saves tokens a refresh rotated during an exchange (the old refresh token is
+    /// spent: losing the new one would sign the device out), and marks the account
+    /// when the server refused it.
+    async fn keep_refreshed_tokens<T>(
+        &self,
+        before: Option<Credentials>,
+        exchanged: &Result<T>,
+    ) -> Result<()> {
+        let after = self.transport.tokens();
+        if after.as_ref().map(Credentials::from) != before
+            && let Some(tokens) = after.clone()
+        {
+            self.adopt(tokens, false).await?;
+        }
+        if let (Err(Error::Unauthorized(_)), Some(tokens)) = (exchanged, after) {
+            let store = Arc::clone(&self.store);
+            run_blocking(move || store.mark_needs_sign_in(tokens.user.id)).await?;
+            // Refused tokens are not tried again: the loop waits for a new sign-in
+            // instead of asking the server to refuse them over and over.
+            self.transport.set_tokens(None);
+        }
+        Ok(())
     }
 
     /// Starts the background work (idempotent): the sync loop — sync, then wait for
@@ -330,11 +506,26 @@ impl SyncClient {
         let url = format!("{}/v1/live", self.peer.replacen("http", "ws", 1));
         let mut failures = 0u32;
         while !*stop.borrow() {
-            let handshake = tokio_tungstenite::connect_async(url.as_str());
+            let Ok(request) = self.live_request(&url) else {
+                return;
+            };
+            let handshake = tokio_tungstenite::connect_async(request);
             let connected = tokio::select! {
                 connected = tokio::time::timeout(self.config.request_timeout, handshake) => connected,
                 _ = stop.changed() => break,
             };
+            if let Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) = &connected
+                && response.status() == 401
+            {
+                // The access token expired while the loop was idle: refresh it here,
+                // so live notices do not wait for the next sync.
+                let before = self.transport.credentials();
+                let refreshed = self.transport.refresh().await;
+                let _ = self.keep_refreshed_tokens(before, &refreshed).await;
+                if refreshed.is_ok() {
+                    continue;
+                }
+            }
             if let Ok(Ok((mut socket, _))) = connected {
                 failures = 0;
                 self.status.send_modify(|s| s.live = true);
@@ -368,6 +559,26 @@ impl SyncClient {
                 _ = stop.changed() => {}
             }
         }
+    }
+
+    /// The live channel's handshake request, as the signed-in user.
+    fn live_request(
+        &self,
+        url: &str,
+    ) -> std::result::Result<tokio_tungstenite::tungstenite::handshake::client::Request, ()> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = url.into_client_request().map_err(|e| {
+            tracing::warn!(error = %e, url, "live: bad URL");
+        })?;
+        if let Some(credentials) = self.transport.credentials() {
+            let value = format!("Bearer {}", credentials.access_token);
+            if let Ok(value) = value.parse() {
+                request
+                    .headers_mut()
+                    .insert(reqwest::header::AUTHORIZATION.as_str(), value);
+            }
+        }
+        Ok(request)
     }
 
     /// Whether a live notice reports log entries this device has not pulled yet.

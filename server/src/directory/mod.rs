@@ -26,6 +26,11 @@ pub fn tenant_key(tenant: ClientId) -> String {
     tenant.to_string()
 }
 
+/// The tenant a stored key names.
+pub fn parse_tenant_key(key: &str) -> Result<ClientId, DirectoryError> {
+    records::parse_tenant(key)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DirectoryError {
     #[error("database error: {0}")]

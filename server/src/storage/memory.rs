@@ -17,6 +17,7 @@ struct Tenant {
     snapshots: HashMap<JourneyId, (Vec<u8>, u64)>,
     /// (journey, hash) of changes folded into that journey's snapshot.
     folded: HashSet<(JourneyId, Vec<u8>)>,
+    quarantine: Vec<super::Quarantined>,
 }
 
 impl Tenant {
@@ -133,6 +134,38 @@ impl Storage for MemoryStorage {
             t.folded
                 .extend(contains.iter().map(|hash| (journey, hash.clone())));
             true
+        }))
+    }
+
+    async fn quarantine(
+        &self,
+        tenant: &str,
+        changes: &[super::Quarantined],
+    ) -> Result<(), StorageError> {
+        self.with(tenant, |t| {
+            for change in changes {
+                if !t.quarantine.iter().any(|q| q.hash == change.hash) {
+                    t.quarantine.push(change.clone());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn quarantined(
+        &self,
+        tenant: &str,
+        journey: Option<JourneyId>,
+    ) -> Result<Vec<super::Quarantined>, StorageError> {
+        Ok(self.with(tenant, |t| {
+            let mut found: Vec<_> = t
+                .quarantine
+                .iter()
+                .filter(|q| journey.is_none_or(|j| q.journey == j))
+                .cloned()
+                .collect();
+            found.sort_by(|a, b| (a.received_at, &a.hash).cmp(&(b.received_at, &b.hash)));
+            found
         }))
     }
 

@@ -59,6 +59,30 @@ pub struct Appended {
     pub new_changes: u64,
 }
 
+/// Why a pushed change sits in quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::AsRefStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
+pub enum QuarantineKind {
+    /// Refused by the write checks.
+    Rejected,
+    /// Sent after the journey was audited: held for review.
+    AfterAudit,
+}
+
+/// A pushed change the server did not accept, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub journey: JourneyId,
+    pub hash: Vec<u8>,
+    pub kind: QuarantineKind,
+    pub reason: String,
+    pub user: crewsync_core::ids::UserId,
+    pub device: DeviceId,
+    pub bytes: Vec<u8>,
+    /// Milliseconds since the Unix epoch.
+    pub received_at: i64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
@@ -106,6 +130,16 @@ pub trait Storage: Send + Sync + 'static {
         contains: &[Vec<u8>],
     ) -> Result<bool, StorageError>;
 
+    /// Keeps changes the server did not accept (idempotent per tenant and hash).
+    async fn quarantine(&self, tenant: &str, changes: &[Quarantined]) -> Result<(), StorageError>;
+
+    /// The tenant's quarantined changes (of one journey, or all), oldest first.
+    async fn quarantined(
+        &self,
+        tenant: &str,
+        journey: Option<JourneyId>,
+    ) -> Result<Vec<Quarantined>, StorageError>;
+
     /// Whether the backend answers (for `/ready`).
     async fn ping(&self) -> Result<(), StorageError>;
 }
@@ -122,6 +156,53 @@ pub(crate) fn from_db_seq(backend: &str, operation: &str, seq: i64) -> Result<u6
             "{backend} {operation}: negative number {seq} where the log keeps counts and positions"
         ))
     })
+}
+
+/// A quarantine row as both SQL backends select it.
+pub(crate) type QuarantineRow = (
+    uuid::Uuid,
+    Vec<u8>,
+    String,
+    String,
+    uuid::Uuid,
+    uuid::Uuid,
+    Vec<u8>,
+    i64,
+);
+
+pub(crate) const QUARANTINE_INSERT: &str =
+    "INSERT INTO quarantine (tenant, hash, journey_id, kind, reason, user_id, device_id, bytes, received_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant, hash) DO NOTHING";
+
+pub(crate) const QUARANTINE_SELECT: &str =
+    "SELECT journey_id, hash, kind, reason, user_id, device_id, bytes, received_at FROM quarantine
+     WHERE tenant = $1 AND ($2 IS NULL OR journey_id = $2) ORDER BY received_at, hash";
+
+/// Turns selected quarantine rows into [`Quarantined`]s.
+pub(crate) fn quarantined_rows(
+    backend: &str,
+    rows: Vec<QuarantineRow>,
+) -> Result<Vec<Quarantined>, StorageError> {
+    rows.into_iter()
+        .map(
+            |(journey, hash, kind, reason, user, device, bytes, received_at)| {
+                Ok(Quarantined {
+                    journey: JourneyId::from_uuid(journey),
+                    hash,
+                    kind: kind.parse().map_err(|_| {
+                        StorageError::Database(format!(
+                            "{backend} quarantine: unknown kind {kind:?}"
+                        ))
+                    })?,
+                    reason,
+                    user: crewsync_core::ids::UserId::from_uuid(user),
+                    device: DeviceId::from_uuid(device),
+                    bytes,
+                    received_at,
+                })
+            },
+        )
+        .collect()
 }
 
 /// A log row as both SQL backends select it: seq, journey, hash, actor, bytes.

@@ -353,6 +353,43 @@ impl Storage for SqliteStorage {
         Ok(true)
     }
 
+    async fn quarantine(
+        &self,
+        tenant: &str,
+        changes: &[super::Quarantined],
+    ) -> Result<(), StorageError> {
+        for change in changes {
+            sqlx::query(super::QUARANTINE_INSERT)
+                .bind(tenant)
+                .bind(change.hash.as_slice())
+                .bind(change.journey.as_uuid())
+                .bind(change.kind.as_ref())
+                .bind(&change.reason)
+                .bind(change.user.as_uuid())
+                .bind(change.device.as_uuid())
+                .bind(change.bytes.as_slice())
+                .bind(change.received_at)
+                .execute(&self.writer)
+                .await
+                .map_err(self.err("quarantine"))?;
+        }
+        Ok(())
+    }
+
+    async fn quarantined(
+        &self,
+        tenant: &str,
+        journey: Option<JourneyId>,
+    ) -> Result<Vec<super::Quarantined>, StorageError> {
+        let rows: Vec<super::QuarantineRow> = sqlx::query_as(super::QUARANTINE_SELECT)
+            .bind(tenant)
+            .bind(journey.map(|j| j.as_uuid()))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(self.err("quarantined"))?;
+        super::quarantined_rows("sqlite", rows)
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         sqlx::query("SELECT 1")
             .execute(&self.readers)

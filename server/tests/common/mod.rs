@@ -14,12 +14,14 @@ use crewsync_core::ids::{ClientId, DeviceId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{NewJourney, Role, Timestamp};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, PROTOCOL_VERSION, SyncRequest, WireChange};
 use crewsync_server::live::LiveFrame;
+use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 use crewsync_server::{Server, Services};
 use futures_util::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Every wait in these tests is bounded by this.
@@ -71,10 +73,16 @@ pub fn sync_body(changes: &[(JourneyId, Vec<u8>)]) -> Vec<u8> {
     })
 }
 
-/// POSTs a sync body; returns the status and body.
-pub async fn post_sync(base: &str, content_type: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+/// POSTs a sync body as the bearer of `token`; returns the status and body.
+pub async fn post_sync(
+    base: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, Vec<u8>) {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/sync"))
+        .bearer_auth(token)
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .body(body)
         .timeout(WAIT)
@@ -86,8 +94,8 @@ pub async fn post_sync(base: &str, content_type: &str, body: Vec<u8>) -> (u16, V
 }
 
 /// Pushes `changes` and checks the server acknowledged all of them.
-pub async fn push(base: &str, changes: &[(JourneyId, Vec<u8>)]) {
-    let (status, body) = post_sync(base, CONTENT_TYPE, sync_body(changes)).await;
+pub async fn push(base: &str, token: &str, changes: &[(JourneyId, Vec<u8>)]) {
+    let (status, body) = post_sync(base, token, CONTENT_TYPE, sync_body(changes)).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let response = wire::decode_response(&body).unwrap();
     assert_eq!(response.acked.len(), changes.len());
@@ -106,17 +114,36 @@ pub async fn serve_services(services: &Services) -> String {
     serve_router(crewsync_server::router(services.clone())).await
 }
 
-/// A [`Server`] running on loopback with a shutdown trigger.
+/// A [`Server`] running on loopback with a shutdown trigger, and a tenant in its
+/// database.
 pub struct Running {
     pub base: String,
     pub addr: SocketAddr,
     pub services: Services,
+    pub tenant: TestTenant,
+    /// A dispatcher's access token for `tenant`.
+    pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Running {
+    /// Serves `server` with a fresh tenant in its database.
     pub async fn start(server: Server) -> Self {
+        let db = server.services().auth.directory.db().clone();
+        let tenant = TestTenant::create(db, ClientId::new(), LocationId::new())
+            .await
+            .unwrap();
+        Self::start_for(server, tenant).await
+    }
+
+    /// Serves `server` for an existing tenant (e.g. a second server on one database).
+    pub async fn start_for(server: Server, tenant: TestTenant) -> Self {
+        let token = tenant
+            .sign_in(Role::Dispatcher, DeviceId::new())
+            .await
+            .unwrap()
+            .access_token;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let services = server.services().clone();
@@ -128,6 +155,8 @@ impl Running {
             base: format!("http://{addr}"),
             addr,
             services,
+            tenant,
+            token,
             stop: Some(stop),
             task: Some(task),
         }
@@ -154,9 +183,14 @@ impl Running {
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// Connects to a live endpoint (`ws://…/v1/live`) and reads the first frame.
-pub async fn connect_live(url: &str) -> (Socket, LiveFrame) {
-    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+/// Connects to a live endpoint (`ws://…/v1/live`) as the bearer of `token` and
+/// reads the first frame.
+pub async fn connect_live(url: &str, token: &str) -> (Socket, LiveFrame) {
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
         .await
         .unwrap()
         .unwrap();
@@ -235,15 +269,52 @@ pub async fn metrics_text(base: &str) -> String {
     response.text().await.unwrap()
 }
 
-/// An in-memory service set with the given limits.
-pub fn memory_services(max_body_bytes: usize) -> Services {
-    let config = crewsync_server::config::Config {
+/// Services over an in-memory change log, with a tenant (in a temp SQLite file:
+/// sign-in lives in SQL) and a dispatcher's token.
+pub struct TestServices {
+    pub services: Services,
+    pub tenant: TestTenant,
+    pub token: String,
+    _db: EmbeddedTestDb,
+}
+
+impl TestServices {
+    /// The tenant's key in the change log.
+    pub fn tenant_key(&self) -> String {
+        self.tenant.tenant.to_string()
+    }
+}
+
+/// In-memory services with the given limits.
+pub async fn memory_services(max_body_bytes: usize) -> TestServices {
+    services_with(crewsync_server::config::Config {
         max_body_bytes,
         ..Default::default()
-    };
-    Services::in_process(
+    })
+    .await
+}
+
+/// In-memory services with `config`.
+pub async fn services_with(config: crewsync_server::config::Config) -> TestServices {
+    let db = EmbeddedTestDb::create(ClientId::new(), LocationId::new())
+        .await
+        .unwrap();
+    let tenant = db.tenant.clone();
+    let services = Services::in_process(
         Arc::new(crewsync_server::storage::memory::MemoryStorage::new()),
+        Arc::clone(&tenant.auth),
         &config,
     )
-    .unwrap()
+    .unwrap();
+    let token = tenant
+        .sign_in(Role::Dispatcher, DeviceId::new())
+        .await
+        .unwrap()
+        .access_token;
+    TestServices {
+        services,
+        tenant,
+        token,
+        _db: db,
+    }
 }

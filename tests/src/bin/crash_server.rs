@@ -39,18 +39,20 @@ const CONTROL_DELAY: Duration = Duration::from_secs(2);
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let mut storage =
-        match storage::connect(args.config.database_url.as_deref(), &args.config.data_dir).await {
-            Ok(storage) => storage,
+    let opened =
+        match storage::open(args.config.database_url.as_deref(), &args.config.data_dir).await {
+            Ok(opened) => opened,
             Err(e) => {
                 eprintln!("crash_server: {e}");
                 return ExitCode::FAILURE;
             }
         };
+    let mut storage = opened.storage;
     if args.control_ack_before_commit {
         storage = Arc::new(AckBeforeCommit { inner: storage });
     }
-    let server = match Server::with_storage(&args.config, storage).await {
+    // Sign-in (sessions, the signing key) lives in the same database, unwrapped.
+    let server = match Server::with_storage(&args.config, storage, opened.db).await {
         Ok(server) => server,
         Err(e) => {
             eprintln!("crash_server: {e}");
@@ -131,6 +133,22 @@ impl Storage for AckBeforeCommit {
         self.inner
             .save_snapshot(tenant, journey, base_generation, snapshot, contains)
             .await
+    }
+
+    async fn quarantine(
+        &self,
+        tenant: &str,
+        changes: &[storage::Quarantined],
+    ) -> Result<(), StorageError> {
+        self.inner.quarantine(tenant, changes).await
+    }
+
+    async fn quarantined(
+        &self,
+        tenant: &str,
+        journey: Option<JourneyId>,
+    ) -> Result<Vec<storage::Quarantined>, StorageError> {
+        self.inner.quarantined(tenant, journey).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
