@@ -16,7 +16,7 @@
 //!   this one builds on); it is neither acknowledged nor rejected, so the device
 //!   sends it again later.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::{ActorId, Change, ChangeHash};
@@ -26,8 +26,10 @@ use crewsync_core::ids::JourneyId;
 use crewsync_core::policy::{self, Denial, JourneyContext, PermissionTable};
 use crewsync_core::{ChangeMessage, Error as CoreError};
 
+use crewsync_core::sync::wire::{RejectedChange, SyncRequest, WireChange};
+
 use crate::auth::http::Principal;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{QuarantineKind, Quarantined, Storage, StorageError};
 
 /// What happened to one pushed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +127,12 @@ fn check_journey(
     changes: Vec<Change>,
 ) -> Result<Vec<Checked>, CheckError> {
     let mut doc = load(journey, &record)?;
+    if let Some(all_accepted) = check_whole(journey, &mut doc, principal, table, &changes)? {
+        return Ok(all_accepted);
+    }
+    // Something in the push is refused, deferred or audits the journey: judge the
+    // changes one at a time from the accepted state.
+    let mut doc = load(journey, &record)?;
     let mut accepted: Vec<Change> = Vec::new();
     let mut rejected: HashSet<ChangeHash> = HashSet::new();
     let mut out = Vec::with_capacity(changes.len());
@@ -166,6 +174,85 @@ fn check_journey(
     Ok(out)
 }
 
+/// The common case in one step: the whole push of a journey applied as one batch
+/// (automerge applies one change per call ~26x slower), then each change judged by
+/// its own effect, read from history as the difference between its dependencies
+/// and itself (`diff(deps, [hash])`: exactly what its author did, so nothing can
+/// hide behind a later change of the same push undoing it). It decides only when
+/// the answer is "all accepted" — every change applied, none refused before
+/// applying or by its touches, and no move to AUDITED in the push (which changes
+/// how the changes after it are judged); `None` sends the push to the
+/// change-by-change path. The context (stage, crew) is the journey's before the
+/// push: within a push only office roles change the crew, and they need no crew
+/// membership, and the stage only grows.
+fn check_whole(
+    journey: JourneyId,
+    doc: &mut JourneyDocument,
+    principal: &Principal,
+    table: &PermissionTable,
+    changes: &[Change],
+) -> Result<Option<Vec<Checked>>, CheckError> {
+    let none_rejected = HashSet::new();
+    if changes.iter().any(|c| {
+        doc.has_change(&c.hash()) || refused_before_applying(c, principal, &none_rejected).is_some()
+    }) {
+        return Ok(None);
+    }
+    let context = context_of(journey, doc, principal)?;
+    doc.apply_changes(changes.to_vec())
+        .map_err(corrupt(journey))?;
+    if changes.iter().any(|c| !doc.has_change(&c.hash())) {
+        return Ok(None);
+    }
+    for change in changes {
+        let creating = change.deps().is_empty();
+        let touches = touches_between(doc.automerge(), change.deps(), &[change.hash()]);
+        let change_context = JourneyContext {
+            creating,
+            ..context.clone()
+        };
+        if touches.contains(&policy::Touch::Stage(crewsync_core::model::Stage::Audited))
+            || (creating && !created_in_tenant(doc, principal))
+            || policy::check_all(principal.role, table, &change_context, &touches).is_err()
+        {
+            return Ok(None);
+        }
+    }
+    Ok(Some(
+        changes
+            .iter()
+            .map(|change| Checked {
+                journey,
+                change: change.clone(),
+                verdict: Verdict::Accepted,
+            })
+            .collect(),
+    ))
+}
+
+/// The rules' view of the journey before a change.
+fn context_of(
+    journey: JourneyId,
+    doc: &JourneyDocument,
+    principal: &Principal,
+) -> Result<JourneyContext, CheckError> {
+    let creating = doc.heads().is_empty();
+    Ok(JourneyContext {
+        creating,
+        stage: if creating {
+            None
+        } else {
+            Some(doc.stage().map_err(corrupt(journey))?)
+        },
+        on_crew: !creating && doc.is_on_crew(principal.user).map_err(corrupt(journey))?,
+    })
+}
+
+/// Whether a just-created journey names the creator's tenant.
+fn created_in_tenant(doc: &JourneyDocument, principal: &Principal) -> bool {
+    matches!(doc.header(), Ok((client, _, _)) if client == principal.tenant)
+}
+
 /// Reasons that need no document: a change attributed to someone else, or built on
 /// a change rejected in this push.
 fn refused_before_applying(
@@ -201,15 +288,7 @@ fn judge(
 ) -> Result<Verdict, CheckError> {
     let before = doc.heads();
     let creating = before.is_empty();
-    let context = JourneyContext {
-        creating,
-        stage: if creating {
-            None
-        } else {
-            Some(doc.stage().map_err(corrupt(journey))?)
-        },
-        on_crew: !creating && doc.is_on_crew(principal.user).map_err(corrupt(journey))?,
-    };
+    let context = context_of(journey, doc, principal)?;
     doc.apply_changes(vec![change.clone()])
         .map_err(corrupt(journey))?;
     if !doc.has_change(&change.hash()) {
@@ -236,4 +315,95 @@ fn judge(
             Err(denial) => Verdict::Rejected(denial.to_string()),
         },
     )
+}
+
+/// Screens a sync request: its changes are checked; refused ones are quarantined
+/// (durably, before the device is told) and returned as rejections; deferred ones
+/// leave the request (not acknowledged: the device sends them again). What remains
+/// — accepted changes, and entries that are not automerge at all, which the exchange
+/// rejects with its own reason — goes on to the exchange. A pushed document is
+/// unpacked like the exchange does (`sync::unpack`), so its changes are judged one
+/// by one; it goes on whole only if every one of them is accepted, otherwise its
+/// accepted changes go on one by one.
+pub async fn screen(
+    storage: &Arc<dyn Storage>,
+    tenant: &str,
+    principal: &Principal,
+    table: &PermissionTable,
+    mut request: SyncRequest,
+) -> Result<(SyncRequest, Vec<RejectedChange>), CheckError> {
+    /// A pushed entry and the hashes of the changes it holds.
+    struct Entry {
+        wire: WireChange,
+        hashes: Vec<ChangeHash>,
+    }
+    let mut undecodable = Vec::new();
+    let mut entries = Vec::new();
+    let mut decoded = Vec::new();
+    for change in std::mem::take(&mut request.changes) {
+        match crate::sync::unpack(change.bytes.clone()) {
+            Ok(unpacked) => {
+                let hashes = unpacked.changes.iter().map(Change::hash).collect();
+                decoded.extend(unpacked.changes.into_iter().map(|c| (change.journey, c)));
+                entries.push(Entry {
+                    wire: change,
+                    hashes,
+                });
+            }
+            Err(_) => undecodable.push(change),
+        }
+    }
+    let checked = check_push(storage, tenant, principal, table, decoded).await?;
+    let by_hash: HashMap<ChangeHash, &Checked> =
+        checked.iter().map(|c| (c.change.hash(), c)).collect();
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut quarantined = Vec::new();
+    let mut rejected = Vec::new();
+    for item in &checked {
+        let (kind, reason) = match &item.verdict {
+            Verdict::Accepted | Verdict::Deferred => continue,
+            Verdict::Rejected(reason) => (QuarantineKind::Rejected, reason.clone()),
+            Verdict::AfterAudit => (
+                QuarantineKind::AfterAudit,
+                "the journey was audited: held for review".to_owned(),
+            ),
+        };
+        let hash = item.change.hash().as_ref().to_vec();
+        rejected.push(RejectedChange {
+            hash: hash.clone(),
+            reason: reason.clone(),
+        });
+        quarantined.push(Quarantined {
+            journey: item.journey,
+            hash,
+            kind,
+            reason,
+            user: principal.user,
+            device: principal.device,
+            bytes: item.change.raw_bytes().to_vec(),
+            received_at: now,
+        });
+    }
+    storage.quarantine(tenant, &quarantined).await?;
+
+    request.changes = undecodable;
+    for entry in entries {
+        let accepted: Vec<&Checked> = entry
+            .hashes
+            .iter()
+            .filter_map(|hash| by_hash.get(hash).copied())
+            .filter(|c| c.verdict == Verdict::Accepted)
+            .collect();
+        if accepted.len() == entry.hashes.len() {
+            request.changes.push(entry.wire);
+        } else {
+            request
+                .changes
+                .extend(accepted.into_iter().map(|c| WireChange {
+                    journey: c.journey,
+                    bytes: c.change.raw_bytes().to_vec(),
+                }));
+        }
+    }
+    Ok((request, rejected))
 }

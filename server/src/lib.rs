@@ -138,6 +138,10 @@ pub enum ApiError {
     Body(String),
     #[error("storage unavailable: {0}")]
     Storage(#[from] StorageError),
+    #[error("directory unavailable: {0}")]
+    Directory(#[from] directory::DirectoryError),
+    #[error("{0}")]
+    Check(#[from] checks::CheckError),
 }
 
 impl IntoResponse for ApiError {
@@ -148,7 +152,11 @@ impl IntoResponse for ApiError {
             ApiError::ContentType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Body(_) => StatusCode::BAD_REQUEST,
-            ApiError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Storage(_) | ApiError::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Check(checks::CheckError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Check(checks::CheckError::Corrupt { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
@@ -346,10 +354,22 @@ async fn sync_endpoint(
         .with_label_values(&["/v1/sync"])
         .inc_by(body.len() as u64);
     let request = wire::decode_request(&body)?;
+    let table = services
+        .auth
+        .directory
+        .permissions(principal.tenant)
+        .await?;
+    let (request, refused) =
+        checks::screen(&services.storage, &tenant, &principal, &table, request).await?;
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
-    let sync::Exchanged { response, appended } =
-        sync::exchange(&services.storage, &tenant, request).await?;
+    let sync::Exchanged {
+        mut response,
+        appended,
+    } = sync::exchange(&services.storage, &tenant, request).await?;
+    // Refused changes are durable in quarantine: the device hears why, and stops
+    // sending them.
+    response.rejected.extend(refused);
     services
         .metrics
         .changes_accepted

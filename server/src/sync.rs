@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use automerge::{Automerge, Change, ChangeHash};
+use crewsync_core::ids::{DeviceId, JourneyId};
 use crewsync_core::sync::wire::{
-    LoggedChange, PROTOCOL_VERSION, RejectedChange, SyncRequest, SyncResponse,
+    self, LoggedChange, PROTOCOL_VERSION, RejectedChange, SyncRequest, SyncResponse,
 };
 
 use crate::storage::{Appended, NewChange, Storage, StorageError};
@@ -20,28 +22,59 @@ pub struct Exchanged {
     pub appended: Appended,
 }
 
-/// Handles one request for `tenant`. Malformed changes are rejected one by one with
+/// What one pushed entry holds: its changes (a document's in causal order), and
+/// the hashes that acknowledge it: a change's own, a document's heads.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub changes: Vec<Change>,
+    pub acknowledged_by: Vec<ChangeHash>,
+}
+
+/// Reads one pushed entry (a change, raw or compressed, or a saved document);
+/// `Err` is the reason to give the device. Everything that judges pushed changes
+/// goes through here, so a document's changes are seen exactly like pushed ones.
+pub fn unpack(bytes: Vec<u8>) -> Result<Unpacked, String> {
+    if wire::is_document(&bytes) {
+        let doc = Automerge::load(&bytes).map_err(|e| format!("not an automerge document: {e}"))?;
+        return Ok(Unpacked {
+            changes: doc.get_changes(&[]),
+            acknowledged_by: doc.get_heads(),
+        });
+    }
+    let change = Change::from_bytes(bytes).map_err(|e| format!("not an automerge change: {e}"))?;
+    Ok(Unpacked {
+        acknowledged_by: vec![change.hash()],
+        changes: vec![change],
+    })
+}
+
+/// Handles one request for `tenant`. Malformed entries are rejected one by one with
 /// a reason and nothing is stored for them; the rest are acknowledged only after the
-/// append returned, i.e. once they are durable.
+/// append returned, i.e. once they are durable. A document's changes are appended
+/// like pushed ones, in the same append, and the document is acknowledged by its
+/// heads.
 pub async fn exchange(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     request: SyncRequest,
 ) -> Result<Exchanged, StorageError> {
     let mut accepted = Vec::with_capacity(request.changes.len());
+    let mut acked = Vec::with_capacity(request.changes.len());
     let mut rejected = Vec::new();
     for change in request.changes {
-        match automerge::Change::from_bytes(change.bytes) {
-            Ok(decoded) => accepted.push(NewChange {
-                journey: change.journey,
-                hash: decoded.hash().as_ref().to_vec(),
-                actor: decoded.actor_id().to_bytes().to_vec(),
-                device: request.device_id,
-                bytes: decoded.raw_bytes().to_vec(),
-            }),
-            Err(e) => rejected.push(RejectedChange {
+        match unpack(change.bytes) {
+            Ok(unpacked) => {
+                accepted.extend(
+                    unpacked
+                        .changes
+                        .into_iter()
+                        .map(|mut decoded| logged(change.journey, request.device_id, &mut decoded)),
+                );
+                acked.extend(unpacked.acknowledged_by);
+            }
+            Err(reason) => rejected.push(RejectedChange {
                 hash: Vec::new(),
-                reason: format!("not an automerge change: {e}"),
+                reason,
             }),
         }
     }
@@ -62,9 +95,9 @@ pub async fn exchange(
         .collect();
     let response = SyncResponse {
         version: PROTOCOL_VERSION,
-        acked: accepted
+        acked: acked
             .into_iter()
-            .map(|c| serde_bytes::ByteBuf::from(c.hash))
+            .map(|hash| serde_bytes::ByteBuf::from(hash.as_ref().to_vec()))
             .collect(),
         rejected,
         changes,
@@ -72,4 +105,16 @@ pub async fn exchange(
         more,
     };
     Ok(Exchanged { response, appended })
+}
+
+/// A change as the log keeps it: compressed, the form it goes out in, so serving it
+/// to every device costs no compression (free when it arrived compressed).
+fn logged(journey: JourneyId, device: DeviceId, change: &mut Change) -> NewChange {
+    NewChange {
+        journey,
+        hash: change.hash().as_ref().to_vec(),
+        actor: change.actor_id().to_bytes().to_vec(),
+        device,
+        bytes: change.bytes().into_owned(),
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{connect_live, journey_change, post_sync, push, serve_services, sync_body};
+use common::{Signer, connect_live, journey_change, post_sync, push, serve_services, sync_body};
 use crewsync_core::ids::{ClientId, DeviceId, LocationId};
 use crewsync_core::model::Role;
 use crewsync_core::sync::auth::{Me, TokenResponse};
@@ -155,6 +155,7 @@ async fn sign_in_refresh_and_sign_out(env: &Env) {
 }
 
 async fn forged_tokens_are_refused_and_store_nothing(env: &Env) {
+    let signer = Signer::sign_in(&env.a, Role::Dispatcher).await;
     let good = env.a.sign_in(Role::Driver, DeviceId::new()).await.unwrap();
     let claims = env.a.auth.keys.validate(&good.access_token).unwrap();
     let other_key = TokenKeys::from_secret(b"some other server's 32-byte key!");
@@ -206,7 +207,7 @@ async fn forged_tokens_are_refused_and_store_nothing(env: &Env) {
         let mut request = reqwest::Client::new()
             .post(format!("{}/v1/sync", env.base))
             .header(reqwest::header::CONTENT_TYPE, CONTENT_TYPE)
-            .body(sync_body(&[journey_change()]));
+            .body(sync_body(&[journey_change(&signer)]));
         if let Some(token) = &token {
             request = request.bearer_auth(token);
         }
@@ -231,22 +232,14 @@ async fn forged_tokens_are_refused_and_store_nothing(env: &Env) {
 
 /// Each tenant's log is its own: pushes, pulls and live notices never cross.
 async fn tenants_never_see_each_others_changes(env: &Env) {
-    let a = env
-        .a
-        .sign_in(Role::Dispatcher, DeviceId::new())
-        .await
-        .unwrap();
-    let b = env
-        .b
-        .sign_in(Role::Dispatcher, DeviceId::new())
-        .await
-        .unwrap();
+    let a = Signer::sign_in(&env.a, Role::Dispatcher).await;
+    let b = Signer::sign_in(&env.b, Role::Dispatcher).await;
     let live = format!("{}/v1/live", env.base.replace("http://", "ws://"));
-    let (mut b_socket, b_first) = connect_live(&live, &b.access_token).await;
+    let (mut b_socket, b_first) = connect_live(&live, &b.token).await;
     assert_eq!(b_first.head, 0);
 
-    let (journey, change) = journey_change();
-    push(&env.base, &a.access_token, &[(journey, change)]).await;
+    let (journey, change) = journey_change(&a);
+    push(&env.base, &a.token, &[(journey, change)]).await;
     assert_eq!(
         env.storage.head(&env.a.tenant.to_string()).await.unwrap(),
         1
@@ -257,7 +250,7 @@ async fn tenants_never_see_each_others_changes(env: &Env) {
     );
 
     // B pulls from the start of its log: nothing of A's.
-    let (status, body) = post_sync(&env.base, &b.access_token, CONTENT_TYPE, sync_body(&[])).await;
+    let (status, body) = post_sync(&env.base, &b.token, CONTENT_TYPE, sync_body(&[])).await;
     assert_eq!(status, 200);
     let response = wire::decode_response(&body).unwrap();
     assert!(response.changes.is_empty());

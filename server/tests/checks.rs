@@ -100,6 +100,19 @@ async fn verdicts(
     checked.into_iter().map(|c| c.verdict).collect()
 }
 
+/// A replica of the journey as the server accepted it.
+async fn accepted_replica(storage: &Arc<dyn Storage>, journey: JourneyId) -> Replica {
+    let changes = storage
+        .journey(TENANT, journey)
+        .await
+        .unwrap()
+        .changes
+        .into_iter()
+        .map(|b| Change::from_bytes(b).unwrap())
+        .collect();
+    Replica(JourneyDocument::load(journey, None, changes, ActorId::random()).unwrap())
+}
+
 fn rejected_because(verdict: &Verdict, part: &str) -> bool {
     matches!(verdict, Verdict::Rejected(reason) if reason.contains(part))
 }
@@ -210,7 +223,28 @@ async fn each_role_is_held_to_the_policy() {
         "{got:?}"
     );
 
+    // A change undone later in the same push still counts: the truck changed
+    // and changed back is two refused truck changes, not nothing. (From the
+    // accepted state: the device dropped its refused changes.)
+    let mut crew_copy = accepted_replica(&storage, journey).await;
+    let there = crew_copy.act(
+        &driver,
+        JourneyAction::SetTruckNumber {
+            truck_number: Some("T-X".into()),
+        },
+    );
+    let back = crew_copy.act(
+        &driver,
+        JourneyAction::SetTruckNumber {
+            truck_number: Some("T-1".into()),
+        },
+    );
+    let got = verdicts(&storage, &driver, journey, &[there, back]).await;
+    assert!(rejected_because(&got[0], "change the truck"), "{got:?}");
+    assert!(matches!(&got[1], Verdict::Rejected(_)), "{got:?}");
+
     // Attribution must be the signed-in user's own.
+    let mut crew_copy = accepted_replica(&storage, journey).await;
     let forged = crew_copy.act(
         &dispatcher,
         JourneyAction::AddNote {

@@ -8,12 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use automerge::transaction::Transactable;
-use automerge::{Automerge, ReadDoc};
-use common::{metrics_text, push, sample, serve_services};
-use crewsync_core::ids::DeviceId;
-use crewsync_core::ids::JourneyId;
-use crewsync_core::model::Role;
+use automerge::{ActorId, Change};
+use common::{Signer, journey_change, metrics_text, push, sample, serve_services};
+use crewsync_core::JourneyAction;
+use crewsync_core::document::JourneyDocument;
+use crewsync_core::ids::EntryId;
+use crewsync_core::model::{Role, Timestamp};
 use crewsync_server::Services;
 use crewsync_server::config::Config;
 use crewsync_server::storage::Storage;
@@ -41,31 +41,37 @@ async fn a_busy_journey_is_compacted_in_the_background() {
     )
     .await
     .unwrap();
-    let token = tenant
-        .sign_in(Role::Dispatcher, DeviceId::new())
-        .await
-        .unwrap()
-        .access_token;
+    let signer = Signer::sign_in(&tenant, Role::Dispatcher).await;
+    let token = signer.token.clone();
     let services =
         Services::in_process(Arc::clone(&storage), Arc::clone(&tenant.auth), &config).unwrap();
     let base = serve_services(&services).await;
     let tenant_key = tenant.tenant.to_string();
 
-    let journey = JourneyId::new();
-    let mut doc = Automerge::new();
+    // A dispatcher's journey: the creation, then 119 notes, pushed in three batches.
+    let (journey, creation) = journey_change(&signer);
+    let mut doc = JourneyDocument::load(
+        journey,
+        None,
+        vec![Change::from_bytes(creation.clone()).unwrap()],
+        ActorId::random(),
+    )
+    .unwrap();
+    let mut changes = vec![(journey, creation)];
     for batch in 0..3 {
-        let mut changes = Vec::new();
-        for i in 0..40_i64 {
-            let mut tx = doc.transaction();
-            tx.put(automerge::ROOT, format!("field{}", i % 7), batch * 100 + i)
+        while changes.len() < 40 {
+            let note = JourneyAction::AddNote {
+                note: EntryId::new(),
+                text: format!("note {batch}/{}", changes.len()),
+            };
+            let change = doc
+                .apply(&note, &signer.origin(), Timestamp::now())
+                .unwrap()
                 .unwrap();
-            tx.commit();
-            changes.push((
-                journey,
-                doc.get_last_local_change().unwrap().raw_bytes().to_vec(),
-            ));
+            changes.push((journey, change.raw_bytes().to_vec()));
         }
         push(&base, &token, &changes).await;
+        changes.clear();
     }
 
     // 120 changes went in; compaction runs after the pushes crossing 50.
@@ -82,25 +88,17 @@ async fn a_busy_journey_is_compacted_in_the_background() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut loaded = Automerge::load(record.snapshot.as_deref().unwrap()).unwrap();
     let tail = record
         .changes
         .into_iter()
-        .map(|bytes| automerge::Change::from_bytes(bytes).unwrap());
-    loaded.apply_changes(tail).unwrap();
-    assert_eq!(loaded.get_heads(), doc.get_heads());
-    for i in 0..7 {
-        let key = format!("field{i}");
-        assert_eq!(
-            loaded
-                .get(automerge::ROOT, &key)
-                .unwrap()
-                .map(|(v, _)| v.to_string()),
-            doc.get(automerge::ROOT, &key)
-                .unwrap()
-                .map(|(v, _)| v.to_string()),
-        );
-    }
+        .map(|bytes| Change::from_bytes(bytes).unwrap())
+        .collect();
+    let loaded =
+        JourneyDocument::load(journey, record.snapshot.as_deref(), tail, ActorId::random())
+            .unwrap();
+    assert_eq!(loaded.heads(), doc.heads());
+    assert_eq!(loaded.view().unwrap(), doc.view().unwrap());
+    assert_eq!(loaded.view().unwrap().notes.len(), 119);
     let text = metrics_text(&base).await;
     let saved = sample(&text, "crewsync_compactions_total", &[("outcome", "saved")]);
     assert!(saved.unwrap_or(0.0) >= 1.0, "{text}");

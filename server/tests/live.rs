@@ -45,7 +45,7 @@ async fn a_live_socket_hears_a_change_pushed_to_the_same_server() {
     assert_eq!(first.head, 0, "the current head comes first");
     assert!(first.journeys.is_empty());
 
-    let (journey, change) = journey_change();
+    let (journey, change) = journey_change(&server.signer);
     let pushed = Instant::now();
     push(&server.base, &server.token, &[(journey, change.clone())]).await;
     let frame = frame_naming(&mut socket, journey).await;
@@ -56,7 +56,7 @@ async fn a_live_socket_hears_a_change_pushed_to_the_same_server() {
     // A re-sent change adds nothing to the log, so nobody is told of it.
     push(&server.base, &server.token, &[(journey, change)]).await;
     assert_eq!(local_notices(&server.services), 1);
-    let (other, change) = journey_change();
+    let (other, change) = journey_change(&server.signer);
     push(&server.base, &server.token, &[(other, change)]).await;
     let frame = next_frame(&mut socket).await;
     assert_eq!(
@@ -95,7 +95,7 @@ async fn a_socket_on_one_server_hears_a_change_pushed_to_another_on_the_same_pos
     assert_eq!(first.head, 0);
     let (mut on_b, _) = connect_live(&b.live_url(), &b.token).await;
 
-    let (journey, change) = journey_change();
+    let (journey, change) = journey_change(&b.signer);
     let pushed = Instant::now();
     push(&b.base, &b.token, &[(journey, change)]).await;
     let heard = frame_naming(&mut on_a, journey).await;
@@ -103,7 +103,7 @@ async fn a_socket_on_one_server_hears_a_change_pushed_to_another_on_the_same_pos
     assert_eq!(heard.head, 1);
     assert_eq!(frame_naming(&mut on_b, journey).await.head, 1);
 
-    let (back, change) = journey_change();
+    let (back, change) = journey_change(&a.signer);
     push(&a.base, &a.token, &[(back, change)]).await;
     assert_eq!(frame_naming(&mut on_b, back).await.head, 2);
     assert_eq!(frame_naming(&mut on_a, back).await.head, 2);

@@ -45,7 +45,7 @@ async fn metrics_count_syncs_changes_bytes_and_live_connections() {
 
     let url = format!("{}/v1/live", base.replace("http://", "ws://"));
     let (socket, _) = connect_live(&url, &test.token).await;
-    let (a, b) = (journey_change(), journey_change());
+    let (a, b) = (journey_change(&test.signer), journey_change(&test.signer));
     push(&base, &test.token, &[a, b]).await;
     // One change that is not automerge: refused, counted, not stored.
     let (status, body) = post_sync(
@@ -105,10 +105,11 @@ async fn metrics_count_syncs_changes_bytes_and_live_connections() {
 
 #[tokio::test]
 async fn an_oversized_body_gets_413_with_the_limit_and_stores_nothing() {
-    let change = journey_change();
+    let mut test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let change = journey_change(&test.signer);
     let fits = sync_body(std::slice::from_ref(&change));
     let limit = fits.len();
-    let test = common::memory_services(limit).await;
+    test.services.max_body_bytes = limit;
     let base = serve_services(&test.services).await;
     let (status, body) = post_sync(&base, &test.token, CONTENT_TYPE, vec![0x80; limit + 1]).await;
     assert_eq!(status, 413);
@@ -133,7 +134,7 @@ async fn a_wrong_content_type_gets_415_and_stores_nothing() {
         &base,
         &test.token,
         "application/json",
-        sync_body(&[journey_change()]),
+        sync_body(&[journey_change(&test.signer)]),
     )
     .await;
     assert_eq!(status, 415);
@@ -146,7 +147,7 @@ async fn a_wrong_content_type_gets_415_and_stores_nothing() {
 async fn malformed_messagepack_gets_400_with_a_clear_message_and_stores_nothing() {
     let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
     let base = serve_services(&test.services).await;
-    let valid = sync_body(&[journey_change()]);
+    let valid = sync_body(&[journey_change(&test.signer)]);
     for garbage in [
         b"\xc1".to_vec(),
         valid[..valid.len() / 2].to_vec(),

@@ -13,7 +13,10 @@
 //!    proxy, against automerge's own two-peer sync of the same documents.
 //! 3. `fleet`: 200 devices with 300 offline entries each reconnecting at once to one
 //!    server process on Postgres: time to every change acknowledged, server peak RSS,
-//!    against raw batched Postgres inserts of the same bytes.
+//!    against raw batched Postgres inserts of the same bytes. Each device is a
+//!    dispatcher's that creates its own journey and fills it offline (a dispatcher
+//!    may create journeys and add entries), so every change passes the server's
+//!    write checks.
 //! 4. `live_latency`: commit acknowledged to another device → live frame received,
 //!    against a WebSocket ping/pong round trip on the same socket.
 //! 5. `idle_connections`: idle live sockets one server process holds and its RSS per
@@ -23,7 +26,10 @@
 //! each server's database before the server starts and signs its devices in, so
 //! each sync request and live handshake carries a bearer token and the server
 //! checks its session and user in the database (two lookups) before serving it.
-//! Sections 2-5 include that cost; their baselines do not.
+//! Sections 2-5 include that cost; their baselines do not. The server also checks
+//! every pushed change against its sender (role, crew, attribution), so every
+//! device does only what its role allows: journeys are created by dispatchers'
+//! devices, and a crew (driver) writes only to journeys whose crew it is on.
 //!
 //! Counts scale with `CREWSYNC_BENCH_SCALE` (default 1; e.g. 0.1 for a quick look);
 //! `CREWSYNC_BENCH_ONLY=fleet` (comma-separated section names) runs only those.
@@ -1187,8 +1193,16 @@ fn reconnect() {
         );
         let office_sync = SyncClient::new(Arc::clone(&office), &url).unwrap();
         let crew_sync = SyncClient::new(Arc::clone(&crew), &url).unwrap();
+        // The office creates the journeys with the crew's driver on them; the crew
+        // receives them before working offline.
         let journeys: Vec<JourneyId> = (0..n_journeys)
-            .map(|_| office.create_journey(&new_journey()).unwrap())
+            .map(|_| {
+                let journey = office.create_journey(&new_journey()).unwrap();
+                office
+                    .assign_crew(journey, crew_tokens.user.id, Role::Driver)
+                    .unwrap();
+                journey
+            })
             .collect();
         office_sync.sync_now().await.unwrap();
         crew_sync.sync_now().await.unwrap();
@@ -1242,6 +1256,11 @@ fn reconnect() {
         );
         for journey in &journeys {
             assert_eq!(crew.heads(*journey).unwrap().len(), 2, "crew must hold both sides");
+            assert!(
+                crew.rejected_changes(*journey).unwrap().is_empty()
+                    && office.rejected_changes(*journey).unwrap().is_empty(),
+                "the server refused a change"
+            );
         }
     });
 }
@@ -1253,16 +1272,18 @@ fn reconnect() {
 /// A change as the baseline inserts it: journey, hash, bytes.
 type RawChange = (JourneyId, Vec<u8>, Vec<u8>);
 
-/// One device of the fleet: its store, its sign-in, and the changes it holds, for the
-/// baseline.
+/// One device of the fleet: its store, its sign-in, its journey and the changes it
+/// holds, for the baseline.
 struct FleetDevice {
     store: Arc<DeviceStore>,
     tokens: TokenResponse,
+    journey: JourneyId,
     changes: Vec<RawChange>,
 }
 
 /// Signs each store in with its tokens and gives it one journey of `entries`
-/// entries, on two threads.
+/// entries, on two threads. The tokens must be an office role's (the device
+/// creates the journey it fills).
 fn build_fleet(
     signed_in: &[(Arc<DeviceStore>, TokenResponse)],
     entries: usize,
@@ -1286,6 +1307,7 @@ fn build_fleet(
         FleetDevice {
             store,
             tokens,
+            journey,
             changes,
         }
     };
@@ -1368,6 +1390,8 @@ struct DeviceRun {
     done: Option<Instant>,
     exchanges: usize,
     errors: usize,
+    /// Changes the server refused (none, when every device stays within its role).
+    refused: usize,
 }
 
 /// Pushes everything `store` has until the server acknowledged it all. Pulls at most
@@ -1378,7 +1402,7 @@ async fn push_all(store: Arc<DeviceStore>, transport: HttpTransport, peer: Strin
         max_push: 5_000,
         max_pull: 1,
     };
-    let (mut exchanges, mut errors) = (0, 0);
+    let (mut exchanges, mut errors, mut refused) = (0, 0, 0);
     for _ in 0..50 {
         let (s, p) = (Arc::clone(&store), peer.clone());
         let request = tokio::task::spawn_blocking(move || engine::prepare(&s, &p, limits))
@@ -1394,11 +1418,13 @@ async fn push_all(store: Arc<DeviceStore>, transport: HttpTransport, peer: Strin
                         .await
                         .unwrap()
                         .unwrap();
+                refused += report.rejected.len();
                 if report.pending == 0 {
                     return DeviceRun {
                         done: Some(Instant::now()),
                         exchanges,
                         errors,
+                        refused,
                     };
                 }
             }
@@ -1412,6 +1438,7 @@ async fn push_all(store: Arc<DeviceStore>, transport: HttpTransport, peer: Strin
         done: None,
         exchanges,
         errors,
+        refused,
     }
 }
 
@@ -1434,14 +1461,16 @@ fn fleet() {
     let raw_db = cluster.fresh_database().unwrap();
     let scratch = scratch_dir();
     // Every device signs in (a session each) before it works offline, and a
-    // dispatcher's device that pulls the whole log at the end.
+    // dispatcher's device that pulls the whole log at the end. The fleet's devices
+    // are dispatchers' too: each creates its own journey (only office roles may)
+    // and fills it with entries while offline.
     let stores: Vec<_> = (0..n_devices)
         .map(|i| open_store(&scratch.path().join(format!("device-{i}.sqlite"))))
         .collect();
     let fresh = open_store(&scratch.path().join("newcomer.sqlite"));
     let mut sign_ins: Vec<_> = stores
         .iter()
-        .map(|store| (Role::Driver, store.device_id()))
+        .map(|store| (Role::Dispatcher, store.device_id()))
         .collect();
     sign_ins.push((Role::Dispatcher, fresh.device_id()));
     let (server_data, mut tokens) = ServerData::prepare(Some(&server_db.url), &sign_ins);
@@ -1498,6 +1527,16 @@ fn fleet() {
             machine_busy_seconds() - cpu_before.2,
         );
         let failed = runs.iter().filter(|r| r.done.is_none()).count();
+        let refused: usize = runs.iter().map(|r| r.refused).sum();
+        let refused_kept: usize = devices
+            .iter()
+            .map(|d| d.store.rejected_changes(d.journey).unwrap().len())
+            .sum();
+        assert_eq!(
+            (refused, refused_kept),
+            (0, 0),
+            "the server refused fleet changes: the figures would not measure acceptance"
+        );
         let finish: Vec<f64> = runs
             .iter()
             .filter_map(|r| r.done.map(|d| (d - start).as_secs_f64()))
@@ -1637,6 +1676,11 @@ async fn push_and_hear(
             .unwrap()
             .unwrap();
     let acked = Instant::now();
+    assert!(
+        response.rejected.is_empty(),
+        "the server refused the push: {:?}",
+        response.rejected
+    );
     let head = response.cursor;
     let (store, peer) = (Arc::clone(&pusher.store), pusher.peer.clone());
     tokio::task::spawn_blocking(move || engine::absorb(&store, &peer, &request, response))
@@ -1698,25 +1742,41 @@ fn live_latency() {
     let spaced_samples = scaled(50);
     let interleaved_samples = scaled(100);
     let scratch = scratch_dir();
-    // Device A (a driver) pushes; device B (a dispatcher) listens.
+    // Device A (a driver) pushes; device B (a dispatcher, the office) creates the
+    // journey with A's driver on its crew, then listens.
     let store = open_store(&scratch.path().join("pusher.sqlite"));
+    let office = open_store(&scratch.path().join("office.sqlite"));
     let (data, tokens) = ServerData::prepare(
         None,
         &[
             (Role::Driver, store.device_id()),
-            (Role::Dispatcher, DeviceId::new()),
+            (Role::Dispatcher, office.device_id()),
         ],
     );
     sign_in(&store, &tokens[0]);
+    sign_in(&office, &tokens[1]);
     let server = ServerProcess::start(data);
     let url = server.url();
     runtime().block_on(async {
-        let journey = store.create_journey(&new_journey()).unwrap();
+        let journey = office.create_journey(&new_journey()).unwrap();
+        office
+            .assign_crew(journey, tokens[0].user.id, Role::Driver)
+            .unwrap();
+        SyncClient::new(Arc::clone(&office), &url)
+            .unwrap()
+            .sync_now()
+            .await
+            .unwrap();
+        // The driver receives the journey (and its place on the crew) before pushing.
         SyncClient::new(Arc::clone(&store), &url)
             .unwrap()
             .sync_now()
             .await
             .unwrap();
+        assert!(
+            store.journey(journey).is_ok(),
+            "the driver received the office's journey"
+        );
         let pusher = Pusher {
             store,
             journey,

@@ -7,6 +7,12 @@
 //! tenant made in the server's database before it first starts; their tokens
 //! outlive every restart (the signing key is in the database too).
 //!
+//! The server checks every pushed change against its sender, so each device does
+//! only what its role allows: the first device is the office's (a dispatcher): it
+//! creates the journey, puts the crews on it and syncs before the crash loop
+//! starts; the other four are crew devices (drivers and movers) that receive the
+//! journey with their assignment and then add entries, as does the office.
+//!
 //! The control run starts the server with acknowledgement before commit: the same
 //! checker must then find acknowledged changes missing, or it proves nothing.
 #![allow(clippy::unwrap_used)]
@@ -20,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use crewsync_core::ids::{ClientId, JourneyId, LocationId};
+use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::auth::TokenResponse;
 use crewsync_core::sync::engine::{self, Limits};
@@ -79,11 +85,12 @@ impl Backend {
     }
 
     /// Creates the tenant in the server's database (before the server starts) and
-    /// signs each crew's device in as a driver, at the tenant's location; the store
-    /// keeps the tokens. The
-    /// connections close before the server opens the database; the tokens stay good
-    /// across server restarts (the signing key is in the database).
-    async fn sign_in(&self, crews: &[&Crew]) {
+    /// signs each device in as its role's user ([`role_of`]), at the tenant's
+    /// location; the store keeps the tokens. Returns the users on the crew devices
+    /// (with their roles), for the office to assign. The connections close before
+    /// the server opens the database; the tokens stay good across server restarts
+    /// (the signing key is in the database).
+    async fn sign_in(&self, crews: &[&Crew]) -> Vec<(UserId, Role)> {
         let Opened { storage, db } = self.open().await;
         drop(storage);
         let tenant = TestTenant::create(
@@ -93,16 +100,21 @@ impl Backend {
         )
         .await
         .unwrap();
-        for crew in crews {
+        let mut crew_users = Vec::new();
+        for (i, crew) in crews.iter().enumerate() {
             crew.store
                 .upsert_location(&tenant.device_location())
                 .unwrap();
-            let tokens = tenant
-                .sign_in(Role::Driver, crew.store.device_id())
-                .await
-                .unwrap();
+            let role = role_of(i);
+            let tokens = tenant.sign_in(role, crew.store.device_id()).await.unwrap();
+            if matches!(role, Role::Driver | Role::Mover)
+                && !crew_users.contains(&(tokens.user.id, role))
+            {
+                crew_users.push((tokens.user.id, role));
+            }
             crew.signed_in(tokens);
         }
+        crew_users
     }
 
     /// The whole log, read straight from the storage (the server is stopped).
@@ -117,6 +129,16 @@ impl Backend {
             hashes.extend(page.into_iter().map(|c| c.hash));
         }
         hashes
+    }
+}
+
+/// The role device `i` signs in as: the first is the office's (a dispatcher, who
+/// creates the journey and assigns its crew), the rest alternate driver and mover.
+fn role_of(i: usize) -> Role {
+    match i {
+        0 => Role::Dispatcher,
+        i if i % 2 == 1 => Role::Driver,
+        _ => Role::Mover,
     }
 }
 
@@ -224,21 +246,29 @@ impl Crew {
         self.transport.set_tokens(Some(tokens));
     }
 
-    /// Works on `journey`, or creates it (as the signed-in user).
-    fn open_journey(&mut self, journey: Option<JourneyId>) {
-        self.journey = journey.unwrap_or_else(|| {
-            self.store
-                .create_journey(&NewJourney {
-                    id: None,
-                    client_id: ClientId::parse(TENANT).unwrap(),
-                    location_id: LocationId::parse(LOCATION).unwrap(),
-                    date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
-                    truck_number: Some("T-7".into()),
-                    move_source_id: None,
-                    steps_requiring_approval: vec![],
-                })
-                .unwrap()
-        });
+    /// Works on `journey` (received from the server: [`drain`](Self::drain) first).
+    fn open_journey(&mut self, journey: JourneyId) {
+        self.journey = journey;
+    }
+
+    /// Creates the journey and works on it, with `crew` on its crew: the office's
+    /// work, so the signed-in user must be a dispatcher (or manager, admin).
+    fn create_journey(&mut self, crew: &[(UserId, Role)]) {
+        self.journey = self
+            .store
+            .create_journey(&NewJourney {
+                id: None,
+                client_id: ClientId::parse(TENANT).unwrap(),
+                location_id: LocationId::parse(LOCATION).unwrap(),
+                date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+                truck_number: Some("T-7".into()),
+                move_source_id: None,
+                steps_requiring_approval: vec![],
+            })
+            .unwrap();
+        for (user, role) in crew {
+            self.store.assign_crew(self.journey, *user, *role).unwrap();
+        }
     }
 
     /// One exchange; the acknowledgements are recorded before the device absorbs
@@ -268,17 +298,24 @@ impl Crew {
 }
 
 /// The devices (signed in) write and sync until `stop`; returns them with their acks.
-async fn write_and_sync(crews: Vec<Crew>, stop: Arc<AtomicBool>) -> Vec<Crew> {
-    // The first crew's journey reaches every crew before the writing starts.
+/// The first is the office's: it creates the journey with `crew_users` on its crew.
+async fn write_and_sync(
+    crews: Vec<Crew>,
+    crew_users: Vec<(UserId, Role)>,
+    stop: Arc<AtomicBool>,
+) -> Vec<Crew> {
+    // The office's journey, crew assigned, reaches the server and then every crew
+    // before the writing starts: the server judges a crew's changes against the
+    // journey as it has accepted it.
     let mut crews = crews.into_iter();
-    let mut first = crews.next().unwrap();
-    first.open_journey(None);
-    first.drain().await;
-    let journey = first.journey;
-    let mut ready = vec![first];
+    let mut office = crews.next().unwrap();
+    office.create_journey(&crew_users);
+    office.drain().await;
+    let journey = office.journey;
+    let mut ready = vec![office];
     for mut crew in crews {
-        crew.open_journey(Some(journey));
         crew.drain().await;
+        crew.open_journey(journey);
         ready.push(crew);
     }
     let crews = ready;
@@ -344,10 +381,10 @@ async fn crash_story(backend: Backend, crashes: usize) {
     let port = free_port();
     let base_url = format!("http://127.0.0.1:{port}");
     let crews: Vec<Crew> = (0..DEVICES).map(|_| Crew::new(&base_url)).collect();
-    backend.sign_in(&crews.iter().collect::<Vec<_>>()).await;
+    let crew_users = backend.sign_in(&crews.iter().collect::<Vec<_>>()).await;
     let mut server = ServerProcess::start(&backend, port, &[]);
     let stop = Arc::new(AtomicBool::new(false));
-    let writers = tokio::spawn(write_and_sync(crews, Arc::clone(&stop)));
+    let writers = tokio::spawn(write_and_sync(crews, crew_users, Arc::clone(&stop)));
 
     for crash in 0..crashes {
         let wait = Duration::from_millis(rng.random_range(300..900));
@@ -401,6 +438,11 @@ async fn crash_story(backend: Backend, crashes: usize) {
         .max()
         .unwrap();
     for crew in &crews {
+        assert_eq!(
+            crew.store.rejected_changes(journey).unwrap(),
+            vec![],
+            "every device stayed within its role: the server refused nothing"
+        );
         assert_eq!(crew.store.outbox_len().unwrap(), 0);
         assert_eq!(crew.store.heads(journey).unwrap(), heads);
         assert_eq!(crew.store.journey(journey).unwrap(), expected);
@@ -438,8 +480,12 @@ async fn control_acknowledging_before_commit_is_caught() {
     let backend = Backend::embedded();
     let port = free_port();
     let mut crew = Crew::new(&format!("http://127.0.0.1:{port}"));
-    backend.sign_in(&[&crew]).await;
-    crew.open_journey(None);
+    // A dispatcher's device (the first signed in): creating the journey and adding
+    // entries are its to do, so the server accepts every change and the loss below
+    // is the broken acknowledgement's alone.
+    let crew_users = backend.sign_in(&[&crew]).await;
+    assert!(crew_users.is_empty());
+    crew.create_journey(&[]);
     let mut server = ServerProcess::start(&backend, port, &["--control-ack-before-commit"]);
     for n in 0..20 {
         crew.store
@@ -447,6 +493,7 @@ async fn control_acknowledging_before_commit_is_caught() {
             .unwrap();
     }
     let report = crew.exchange().await.unwrap();
+    assert_eq!(report.rejected, vec![], "the server refused nothing");
     assert_eq!(report.pending, 0, "the device believes all is stored");
     server.kill();
 

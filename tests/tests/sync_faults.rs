@@ -3,7 +3,10 @@
 //! committed, cuts responses short, black-holes all traffic, flaps the link and
 //! drips bytes a few at a time. Retries must never duplicate a change, and after the
 //! faults stop every replica converges with nothing lost. Every device is signed in
-//! to the tenant its journey belongs to.
+//! to the tenant its journey belongs to, and does only what its role allows (the
+//! server checks every pushed change against its sender): the office (a dispatcher)
+//! creates the journey and puts the tenant's driver and mover on its crew, and the
+//! crews, on its crew, add entries to it.
 //!
 //! Seeded and replayable: each test prints its seed; `CREWSYNC_SEED=N` replays it.
 //! `CREWSYNC_SOAK=N` multiplies the flapping test's load.
@@ -424,8 +427,11 @@ async fn device(dir: &Path, name: &str, tenant: &TestTenant, role: Role) -> Arc<
     store
 }
 
-fn new_journey(store: &DeviceStore) -> JourneyId {
-    store
+/// The office's journey: created on `office` (a dispatcher's device) with the
+/// tenant's driver and mover on its crew, so crew devices of either may write to it
+/// once the server has it. Returns the journey and how many changes that took.
+fn new_journey(office: &DeviceStore, tenant: &TestTenant) -> (JourneyId, usize) {
+    let journey = office
         .create_journey(&NewJourney {
             id: None,
             client_id: tenant_id(),
@@ -435,7 +441,13 @@ fn new_journey(store: &DeviceStore) -> JourneyId {
             move_source_id: None,
             steps_requiring_approval: vec![],
         })
-        .unwrap()
+        .unwrap();
+    for role in [Role::Driver, Role::Mover] {
+        office
+            .assign_crew(journey, tenant.user(role).id, role)
+            .unwrap();
+    }
+    (journey, document_hashes(office, journey).len())
 }
 
 /// A local write, off the reactor (SQLite commits with a full fsync).
@@ -461,13 +473,19 @@ fn document_hashes(store: &DeviceStore, journey: JourneyId) -> BTreeSet<Vec<u8>>
 }
 
 /// Every replica holds the same journey, with the same heads, and exactly the
-/// changes the server logged; no outbox holds anything.
+/// changes the server logged; no outbox holds anything, and the server refused
+/// nothing (every actor stayed within its role).
 async fn assert_converged(server: &Server, stores: &[&Arc<DeviceStore>], journey: JourneyId) {
     let logged = server.logged_hashes().await;
     let view = stores[0].journey(journey).unwrap();
     let heads = stores[0].heads(journey).unwrap();
     for (i, store) in stores.iter().enumerate() {
         assert_eq!(store.outbox_len().unwrap(), 0, "device {i}'s outbox");
+        assert_eq!(
+            store.rejected_changes(journey).unwrap(),
+            vec![],
+            "device {i}: the server refused a change"
+        );
         assert_eq!(store.heads(journey).unwrap(), heads, "device {i}'s heads");
         assert_eq!(
             store.journey(journey).unwrap(),
@@ -550,7 +568,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
     let direct = server.url();
 
     let dispatcher = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
-    let journey = new_journey(&dispatcher);
+    let (journey, setup) = new_journey(&dispatcher, &server.tenant);
     SyncClient::new(Arc::clone(&dispatcher), &direct)
         .unwrap()
         .sync_now()
@@ -598,7 +616,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
                 .unwrap();
         }
     }
-    let expected = 1 + CREWS * ENTRIES;
+    let expected = setup + CREWS * ENTRIES;
     assert_eq!(
         server.logged_hashes().await.len(),
         expected,
@@ -628,7 +646,7 @@ async fn a_stalled_link_is_detected_and_sync_resumes_after_it(backend: Backend) 
     let mut rng = StdRng::seed_from_u64(seed);
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
-    let journey = new_journey(&office);
+    let (journey, _) = new_journey(&office, &server.tenant);
     let office_sync = SyncClient::new(Arc::clone(&office), &server.url()).unwrap();
     office_sync.sync_now().await.unwrap();
 
@@ -749,7 +767,7 @@ async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
     let mut rng = StdRng::seed_from_u64(seed);
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
-    let journey = new_journey(&office);
+    let (journey, setup) = new_journey(&office, &server.tenant);
     let mut stores = vec![office];
     for i in 0..CREWS {
         let role = [Role::Driver, Role::Mover][i % 2];
@@ -848,7 +866,7 @@ async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
     let logged = server.logged_hashes().await;
     assert_eq!(
         logged.len(),
-        1 + written.len(),
+        setup + written.len(),
         "the server logged every write once"
     );
     for (i, store) in stores.iter().enumerate() {
@@ -900,7 +918,7 @@ async fn a_slow_drip_reassembles_every_message() {
     let started = Instant::now();
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
-    let journey = new_journey(&office);
+    let (journey, _) = new_journey(&office, &server.tenant);
     let office_sync = SyncClient::new(Arc::clone(&office), &proxy.url()).unwrap();
     office_sync.sync_now().await.unwrap();
     // The office only listens from here on: dripped live frames must wake it.

@@ -1,5 +1,8 @@
 //! Devices and a server over real HTTP on loopback (reliability matrix B), every
-//! device signed in to the tenant its journeys belong to.
+//! device signed in to the tenant its journeys belong to. The server checks each
+//! pushed change against its sender, so every actor here does only what its role
+//! allows: the office (a dispatcher) creates journeys and puts crews on them, and
+//! crews write only to journeys whose crew they are on.
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
@@ -120,6 +123,14 @@ async fn sync_server(backend: &Backend) -> String {
     format!("http://{addr}")
 }
 
+/// Puts `role`'s user of `tenant` on `journey`'s crew (an office action).
+fn assign(office: &Device, tenant: &TestTenant, journey: JourneyId, role: Role) {
+    office
+        .store
+        .assign_crew(journey, tenant.user(role).id, role)
+        .unwrap();
+}
+
 fn new_journey(tenant: &TestTenant) -> NewJourney {
     NewJourney {
         id: None,
@@ -142,7 +153,11 @@ async fn offline_edits_converge_after_reconnect(backend: Backend) {
         device(tenant, Role::Driver).await,
         device(tenant, Role::Mover).await,
     ];
+    // The office creates the journey and puts both crews on it; the crews then
+    // receive it (with their assignment) before going offline.
     let journey = office.store.create_journey(&new_journey(tenant)).unwrap();
+    assign(&office, tenant, journey, Role::Driver);
+    assign(&office, tenant, journey, Role::Mover);
     let office_sync = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     office_sync.sync_now().await.unwrap();
     let clients: Vec<_> = crews
@@ -212,6 +227,13 @@ async fn offline_edits_converge_after_reconnect(backend: Backend) {
             "every change acknowledged"
         );
     }
+    for store in crews.iter().chain([&office]).map(|d| &d.store) {
+        assert_eq!(
+            store.rejected_changes(journey).unwrap(),
+            vec![],
+            "every actor did only what its role allows"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,19 +250,21 @@ async fn a_captive_portal_is_network_unusable_and_marks_nothing_synced() {
     });
     let url = format!("http://{}", serve(portal).await);
     let backend = Backend::memory().await;
-    let crew = device(&backend.tenant, Role::Driver).await;
-    let journey: JourneyId = crew
+    // A dispatcher's device: creating a journey and adding to it is its to do.
+    let office = device(&backend.tenant, Role::Dispatcher).await;
+    let journey: JourneyId = office
         .store
         .create_journey(&new_journey(&backend.tenant))
         .unwrap();
-    crew.store
+    office
+        .store
         .add_entry(journey, NewEntry::note("in the lobby"))
         .unwrap();
-    let client = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    let client = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     let err = client.sync_now().await.unwrap_err();
     assert!(matches!(err, Error::NetworkUnusable(_)), "{err}");
-    assert_eq!(crew.store.outbox_len().unwrap(), 2);
-    assert_eq!(crew.store.sync_cursor(&url).unwrap(), 0);
+    assert_eq!(office.store.outbox_len().unwrap(), 2);
+    assert_eq!(office.store.sync_cursor(&url).unwrap(), 0);
     let status = client.status().borrow().clone();
     assert!(!status.connected && status.last_success.is_none());
     assert!(status.last_error.unwrap().contains("captive portal"));
@@ -256,12 +280,14 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     drop(listener);
     let url = format!("http://{addr}");
     let backend = Backend::memory().await;
-    let crew = device(&backend.tenant, Role::Driver).await;
-    let journey = crew
+    // The office's device: it creates the journey and adds to it while the server is
+    // away, as a dispatcher may.
+    let office = device(&backend.tenant, Role::Dispatcher).await;
+    let journey = office
         .store
         .create_journey(&new_journey(&backend.tenant))
         .unwrap();
-    let client = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    let client = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     let backoff = Backoff {
         initial: Duration::from_millis(20),
         max: Duration::from_millis(200),
@@ -276,7 +302,7 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     .unwrap()
     .unwrap();
     assert_eq!(
-        crew.store.outbox_len().unwrap(),
+        office.store.outbox_len().unwrap(),
         1,
         "nothing acknowledged while offline"
     );
@@ -294,7 +320,8 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     let (storage, key) = (&backend.storage, backend.key());
     assert_eq!(storage.head(&key).await.unwrap(), 1);
 
-    crew.store
+    office
+        .store
         .add_entry(journey, NewEntry::note("after reconnect"))
         .unwrap();
     client.wake();
@@ -306,7 +333,7 @@ async fn the_background_loop_retries_until_the_server_is_back() {
     .await
     .unwrap();
     client.stop().await;
-    assert_eq!(crew.store.outbox_len().unwrap(), 0);
+    assert_eq!(office.store.outbox_len().unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,6 +363,7 @@ async fn a_live_notice_makes_an_idle_device_pull_at_once() {
         .store
         .create_journey(&new_journey(&backend.tenant))
         .unwrap();
+    assign(&office, &backend.tenant, journey, Role::Driver);
     let office_sync = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     office_sync.sync_now().await.unwrap();
 
@@ -399,9 +427,10 @@ async fn a_refused_token_is_refreshed_and_a_revoked_session_keeps_the_queue() {
     let backend = Backend::memory().await;
     let url = sync_server(&backend).await;
     let tenant = &backend.tenant;
-    let crew = device(tenant, Role::Driver).await;
-    let journey = crew.store.create_journey(&new_journey(tenant)).unwrap();
-    let client = SyncClient::new(Arc::clone(&crew.store), &url).unwrap();
+    // A dispatcher's device creates the journey and adds to it: all its own to do.
+    let office = device(tenant, Role::Dispatcher).await;
+    let journey = office.store.create_journey(&new_journey(tenant)).unwrap();
+    let client = SyncClient::new(Arc::clone(&office.store), &url).unwrap();
     let signed_in = client.tokens().expect("the saved sign-in is used");
     let user = signed_in.user.id;
 
@@ -415,7 +444,7 @@ async fn a_refused_token_is_refreshed_and_a_revoked_session_keeps_the_queue() {
     let refreshed = client.tokens().unwrap();
     assert_ne!(refreshed.access_token, "not-a-token");
     assert_ne!(refreshed.refresh_token, signed_in.refresh_token, "rotated");
-    let saved = crew.store.account(user).unwrap().unwrap();
+    let saved = office.store.account(user).unwrap().unwrap();
     assert_eq!(
         saved.credentials.refresh_token, refreshed.refresh_token,
         "the rotated refresh token is saved: the old one is spent"
@@ -431,17 +460,18 @@ async fn a_refused_token_is_refreshed_and_a_revoked_session_keeps_the_queue() {
             .await
             .unwrap()
     );
-    crew.store
+    office
+        .store
         .add_entry(journey, NewEntry::note("after the revocation"))
         .unwrap();
     let err = client.sync_now().await.unwrap_err();
     assert!(matches!(err, Error::Unauthorized(_)), "{err}");
-    assert_eq!(crew.store.outbox_len().unwrap(), 1, "the queue is kept");
-    assert!(crew.store.account(user).unwrap().unwrap().needs_sign_in);
+    assert_eq!(office.store.outbox_len().unwrap(), 1, "the queue is kept");
+    assert!(office.store.account(user).unwrap().unwrap().needs_sign_in);
     assert_eq!(backend.storage.head(&backend.key()).await.unwrap(), 1);
     // A restarted app does not try the refused tokens again.
     assert!(
-        SyncClient::new(Arc::clone(&crew.store), &url)
+        SyncClient::new(Arc::clone(&office.store), &url)
             .unwrap()
             .tokens()
             .is_none()
@@ -449,10 +479,10 @@ async fn a_refused_token_is_refreshed_and_a_revoked_session_keeps_the_queue() {
 
     // Signing in again sends what waited.
     client
-        .sign_in(&tenant.user(Role::Driver).email, TEST_PASSWORD)
+        .sign_in(&tenant.user(Role::Dispatcher).email, TEST_PASSWORD)
         .await
         .unwrap();
-    assert!(!crew.store.account(user).unwrap().unwrap().needs_sign_in);
+    assert!(!office.store.account(user).unwrap().unwrap().needs_sign_in);
     let outcome = client.sync_now().await.unwrap();
     assert_eq!((outcome.pushed, outcome.pending), (1, 0));
     assert_eq!(backend.storage.head(&backend.key()).await.unwrap(), 2);

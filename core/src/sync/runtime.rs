@@ -420,7 +420,7 @@ impl SyncClient {
             outcome.received += report.received;
             outcome.applied_new += report.applied_new;
             outcome.pending = report.pending;
-            let pushed_everything = report.pushed == 0 || report.acknowledged > 0;
+            let pushed_everything = report.pushed == 0 || report.acknowledged + report.refused > 0;
             if !report.more && (report.pending == 0 || !pushed_everything) {
                 return Ok(outcome);
             }

@@ -1,5 +1,11 @@
 //! The sync wire format: MessagePack (rmp-serde, named fields) carrying a protocol
 //! version. Shared by devices and the server, so both ends decode the same types.
+//!
+//! Changes travel as automerge chunks: one change in its compressed form
+//! (`Change::bytes()`; the raw form is read too), or, from a device, a journey the
+//! server has never seen as one saved document (`Automerge::save()`: columnar and
+//! compressed, about a tenth of its changes' size). A document is acknowledged by its
+//! heads; see [`SyncResponse::acked`].
 
 use serde::{Deserialize, Serialize};
 
@@ -7,12 +13,23 @@ use crate::ids::{DeviceId, JourneyId};
 
 /// The protocol version this build speaks. A peer speaking another is refused with
 /// [`WireError::UnsupportedVersion`], never guessed at.
+///
+/// Compressed changes and pushed documents did not change it: every version-1 peer
+/// reads compressed changes (`Change::from_bytes` takes both forms), and an older
+/// server refuses a pushed document as "not an automerge change", storing nothing
+/// and acknowledging nothing, so the device keeps it queued and says why, while
+/// everything else still syncs. A new version would cut new devices off from older
+/// servers entirely.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// The media type of a sync body.
 pub const CONTENT_TYPE: &str = "application/vnd.crewsync.sync+msgpack";
 
-/// One automerge change and the journey it belongs to.
+/// What a device pushes for one journey: one automerge chunk, either a change
+/// (compressed form from this version on; raw from older devices) or a saved
+/// document holding every change of a journey the server has never seen (see
+/// [`is_document`]). Automerge's own sync messages carry changes and documents the
+/// same way, as a list of chunks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireChange {
     pub journey: JourneyId,
@@ -21,6 +38,8 @@ pub struct WireChange {
 }
 
 /// A change as the server's log holds it: with the sequence number the server gave it.
+/// Its bytes are one change, compressed (the log keeps the wire form; rows written
+/// before this version are raw, and `Change::from_bytes` reads both).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoggedChange {
     pub seq: u64,
@@ -41,7 +60,8 @@ pub struct SyncRequest {
     pub actor: Vec<u8>,
     /// The last log sequence number this device has applied.
     pub cursor: u64,
-    /// Local changes not yet acknowledged, oldest first.
+    /// Local changes not yet acknowledged, oldest first; a journey whose every
+    /// change is still unacknowledged may come as one document instead.
     pub changes: Vec<WireChange>,
     /// The most changes the device wants back in this response.
     pub max_changes: u32,
@@ -60,6 +80,8 @@ pub struct RejectedChange {
 pub struct SyncResponse {
     pub version: u32,
     /// Hashes of pushed changes that are durable on the server (new or already known).
+    /// A pushed document is acknowledged by its heads, all of them and only once
+    /// every change in it is durable: the device then clears the whole document.
     pub acked: Vec<serde_bytes::ByteBuf>,
     pub rejected: Vec<RejectedChange>,
     /// Log entries after the request's cursor, in log order.
@@ -69,6 +91,16 @@ pub struct SyncResponse {
     pub cursor: u64,
     /// More changes wait: sync again right away.
     pub more: bool,
+}
+
+/// The first bytes of every automerge chunk.
+const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+
+/// Whether `bytes` is a saved automerge document rather than a change: the chunk
+/// header (4 magic bytes, a 4-byte checksum) is followed by chunk type 0, where a
+/// change has 1 (raw) or 2 (compressed). Says nothing about the rest being valid.
+pub fn is_document(bytes: &[u8]) -> bool {
+    bytes.len() > 8 && bytes[..4] == CHUNK_MAGIC && bytes[8] == 0
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +188,33 @@ mod tests {
             matches!(err, WireError::UnsupportedVersion { found } if found == PROTOCOL_VERSION + 1)
         );
         assert!(err.to_string().contains("not supported"));
+    }
+
+    #[test]
+    fn documents_are_told_from_changes() {
+        let mut doc = automerge::AutoCommit::new();
+        automerge::transaction::Transactable::put(
+            &mut doc,
+            automerge::ROOT,
+            "note",
+            "dresser, small scratch on the left side, customer informed ".repeat(10),
+        )
+        .unwrap();
+        let mut change = doc.get_last_local_change().unwrap().clone();
+        let raw = change.raw_bytes().to_vec();
+        let compressed = change.bytes().into_owned();
+        assert_ne!(raw, compressed, "large enough to be compressed");
+        assert!(is_document(&doc.save()));
+        assert!(!is_document(&raw));
+        assert!(!is_document(&compressed));
+        for garbage in [
+            &b""[..],
+            b"\x85\x6f\x4a\x83",
+            b"\x85\x6f\x4a\x83\0\0\0\0",
+            b"GET / HTTP/1.1",
+        ] {
+            assert!(!is_document(garbage), "{garbage:?}");
+        }
     }
 
     #[test]

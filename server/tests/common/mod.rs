@@ -27,27 +27,58 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A new journey's first change: real automerge bytes.
-pub fn journey_change() -> (JourneyId, Vec<u8>) {
+/// Who pushes in a test: a signed-in user on a device, as the checks see them.
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub token: String,
+    pub user: UserId,
+    pub role: Role,
+    pub tenant: ClientId,
+    pub location: LocationId,
+    pub device: DeviceId,
+}
+
+impl Signer {
+    /// Signs `role`'s user of `tenant` in on a new device.
+    pub async fn sign_in(tenant: &TestTenant, role: Role) -> Self {
+        let device = DeviceId::new();
+        let tokens = tenant.sign_in(role, device).await.unwrap();
+        Self {
+            token: tokens.access_token,
+            user: tokens.user.id,
+            role,
+            tenant: tokens.user.tenant,
+            location: tokens.user.location_id,
+            device,
+        }
+    }
+
+    pub fn origin(&self) -> ChangeOrigin {
+        ChangeOrigin {
+            user_id: self.user,
+            role: self.role,
+            device_id: self.device,
+        }
+    }
+}
+
+/// A new journey's first change by `who` (an office role), in their tenant: real
+/// automerge bytes that the write checks accept.
+pub fn journey_change(who: &Signer) -> (JourneyId, Vec<u8>) {
     let id = JourneyId::new();
     let new = NewJourney {
         id: Some(id),
-        client_id: ClientId::parse("0192f1c4-0000-7000-8000-0000000000c1").unwrap(),
-        location_id: LocationId::parse("0192f1c4-0000-7000-8000-000000000001").unwrap(),
+        client_id: who.tenant,
+        location_id: who.location,
         date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
         truck_number: Some("T-12".into()),
         move_source_id: None,
         steps_requiring_approval: vec![],
     };
-    let origin = ChangeOrigin {
-        user_id: UserId::new(),
-        role: Role::Dispatcher,
-        device_id: DeviceId::new(),
-    };
     let (_, change) = JourneyDocument::create(
         &new,
         "America/Toronto",
-        &origin,
+        &who.origin(),
         Timestamp::now(),
         ActorId::random(),
     )
@@ -121,7 +152,9 @@ pub struct Running {
     pub addr: SocketAddr,
     pub services: Services,
     pub tenant: TestTenant,
-    /// A dispatcher's access token for `tenant`.
+    /// A dispatcher of `tenant`, signed in.
+    pub signer: Signer,
+    /// The dispatcher's access token.
     pub token: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
@@ -139,11 +172,8 @@ impl Running {
 
     /// Serves `server` for an existing tenant (e.g. a second server on one database).
     pub async fn start_for(server: Server, tenant: TestTenant) -> Self {
-        let token = tenant
-            .sign_in(Role::Dispatcher, DeviceId::new())
-            .await
-            .unwrap()
-            .access_token;
+        let signer = Signer::sign_in(&tenant, Role::Dispatcher).await;
+        let token = signer.token.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let services = server.services().clone();
@@ -156,6 +186,7 @@ impl Running {
             addr,
             services,
             tenant,
+            signer,
             token,
             stop: Some(stop),
             task: Some(task),
@@ -274,6 +305,8 @@ pub async fn metrics_text(base: &str) -> String {
 pub struct TestServices {
     pub services: Services,
     pub tenant: TestTenant,
+    /// A dispatcher of `tenant`, signed in.
+    pub signer: Signer,
     pub token: String,
     _db: EmbeddedTestDb,
 }
@@ -306,15 +339,12 @@ pub async fn services_with(config: crewsync_server::config::Config) -> TestServi
         &config,
     )
     .unwrap();
-    let token = tenant
-        .sign_in(Role::Dispatcher, DeviceId::new())
-        .await
-        .unwrap()
-        .access_token;
+    let signer = Signer::sign_in(&tenant, Role::Dispatcher).await;
     TestServices {
         services,
         tenant,
-        token,
+        token: signer.token.clone(),
+        signer,
         _db: db,
     }
 }
