@@ -149,3 +149,106 @@ async fn a_refused_change_is_reported_quarantined_and_kept_visible_without_wedgi
         driver.store.heads(journey).unwrap()
     );
 }
+
+/// A shared device: a second user signing in never pushes, refuses or
+/// re-attributes the first user's unsynced work; each user's changes go under
+/// their own credentials, and a change that builds on another user's unsynced one
+/// waits for it instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_device_each_users_work_goes_under_their_own_sign_in() {
+    let db = EmbeddedTestDb::create(ClientId::new(), LocationId::new())
+        .await
+        .unwrap();
+    let tenant = db.tenant.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = crewsync_server::app(crewsync_server::AppState {
+        storage: Arc::clone(&db.storage),
+        auth: Arc::clone(&tenant.auth),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // The dispatcher works offline on the office tablet...
+    let tablet = device(&tenant, Role::Dispatcher).await;
+    let dispatcher_tokens = tablet
+        .store
+        .account(tenant.user(Role::Dispatcher).id)
+        .unwrap()
+        .unwrap();
+    let journey = tablet
+        .store
+        .create_journey(&NewJourney {
+            id: None,
+            client_id: tenant.tenant,
+            location_id: tenant.location.id,
+            date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            truck_number: Some("T-5".into()),
+            move_source_id: None,
+            steps_requiring_approval: vec![],
+        })
+        .unwrap();
+    tablet
+        .store
+        .add_entry(journey, NewEntry::note("by the dispatcher"))
+        .unwrap();
+    // ...then the manager signs in on the same tablet and adds to the same journey.
+    let manager = tenant
+        .sign_in(Role::Manager, tablet.store.device_id())
+        .await
+        .unwrap();
+    tablet.store.save_sign_in(&manager, true).unwrap();
+    tablet
+        .store
+        .add_entry(journey, NewEntry::note("by the manager"))
+        .unwrap();
+    let sync = SyncClient::new(Arc::clone(&tablet.store), &url).unwrap();
+
+    // As the manager: only the manager's change goes, and it waits for the
+    // dispatcher's changes it builds on. Nothing is refused, nothing is lost.
+    sync.sync_now().await.unwrap();
+    assert!(tablet.store.rejected_changes(journey).unwrap().is_empty());
+    assert_eq!(tablet.store.outbox_len().unwrap(), 3);
+    assert_eq!(
+        db.storage.head(&tenant.tenant.to_string()).await.unwrap(),
+        0
+    );
+
+    // The dispatcher signs in again: their work goes under their name...
+    let dispatcher = dispatcher_tokens.tokens().unwrap();
+    sync.use_tokens(dispatcher).await.unwrap();
+    sync.sync_now().await.unwrap();
+    assert_eq!(
+        tablet.store.outbox_len().unwrap(),
+        1,
+        "the manager's change still waits"
+    );
+    // ...and then the manager's.
+    sync.use_tokens(manager).await.unwrap();
+    assert_eq!(sync.sync_now().await.unwrap().pending, 0);
+    assert!(tablet.store.rejected_changes(journey).unwrap().is_empty());
+    assert_eq!(
+        db.storage.head(&tenant.tenant.to_string()).await.unwrap(),
+        3
+    );
+
+    // A fresh replica sees both, each under its author.
+    let office = device(&tenant, Role::Dispatcher).await;
+    SyncClient::new(Arc::clone(&office.store), &url)
+        .unwrap()
+        .sync_now()
+        .await
+        .unwrap();
+    let entries = office.store.journey(journey).unwrap().entries;
+    let author_of = |text: &str| {
+        entries
+            .iter()
+            .find(|e| e.text.as_deref() == Some(text))
+            .unwrap()
+            .author
+    };
+    assert_eq!(
+        author_of("by the dispatcher"),
+        tenant.user(Role::Dispatcher).id
+    );
+    assert_eq!(author_of("by the manager"), tenant.user(Role::Manager).id);
+}

@@ -675,11 +675,32 @@ impl DeviceStore {
 
     /// The oldest unacknowledged local changes.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxEntry>> {
-        outbox::peek(&self.lock_writer()?.conn, limit)
+        outbox::peek(&self.lock_writer()?.conn, None, limit)
     }
 
     pub fn outbox_len(&self) -> Result<u64> {
-        outbox::len(&self.lock_writer()?.conn)
+        outbox::len(&self.lock_writer()?.conn, None)
+    }
+
+    /// Whose queued changes a sync may push now: on a device where users signed in,
+    /// only the active user's — each user's work goes under their own credentials,
+    /// and another user's waits (never re-attributed, never refused) until they sign
+    /// in again. `None` (push everything) on a device nobody signed in on.
+    pub fn pushing_author(&self) -> Result<Option<UserId>> {
+        let Some(user) = self.active_user()? else {
+            return Ok(None);
+        };
+        Ok(self.account(user.user_id)?.map(|_| user.user_id))
+    }
+
+    /// The oldest unacknowledged changes of `author` (all authors for `None`).
+    pub fn outbox_of(&self, author: Option<UserId>, limit: usize) -> Result<Vec<OutboxEntry>> {
+        outbox::peek(&self.lock_writer()?.conn, author, limit)
+    }
+
+    /// How many changes of `author` (all authors for `None`) wait.
+    pub fn outbox_len_of(&self, author: Option<UserId>) -> Result<u64> {
+        outbox::len(&self.lock_writer()?.conn, author)
     }
 
     /// Clears changes a server has acknowledged as durable. Returns how many left.

@@ -37,20 +37,24 @@ pub fn push(
     Ok(())
 }
 
-/// The oldest `limit` entries, in commit order.
-pub fn peek(conn: &Connection, limit: usize) -> Result<Vec<OutboxEntry>> {
+/// The oldest `limit` entries (of `author` only, if given), in commit order.
+pub fn peek(conn: &Connection, author: Option<UserId>, limit: usize) -> Result<Vec<OutboxEntry>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, journey_id, hash, bytes, user_id FROM outbox ORDER BY seq LIMIT ?1",
+        "SELECT seq, journey_id, hash, bytes, user_id FROM outbox
+         WHERE ?2 IS NULL OR user_id = ?2 ORDER BY seq LIMIT ?1",
     )?;
-    let rows = stmt.query_map([limit as i64], |row| {
-        Ok((
-            row.get::<_, i64>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, Vec<u8>>(2)?,
-            row.get::<_, Vec<u8>>(3)?,
-            row.get::<_, String>(4)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![limit as i64, author.map(|a| a.to_string())],
+        |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+                row.get::<_, Vec<u8>>(3)?,
+                row.get::<_, String>(4)?,
+            ))
+        },
+    )?;
     rows.map(|row| {
         let (seq, journey, hash, bytes, author) = row?;
         Ok(OutboxEntry {
@@ -65,10 +69,13 @@ pub fn peek(conn: &Connection, limit: usize) -> Result<Vec<OutboxEntry>> {
     .collect()
 }
 
-pub fn len(conn: &Connection) -> Result<u64> {
-    Ok(conn.query_row("SELECT count(*) FROM outbox", [], |row| {
-        row.get::<_, i64>(0)
-    })? as u64)
+/// How many entries wait (of `author` only, if given).
+pub fn len(conn: &Connection, author: Option<UserId>) -> Result<u64> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM outbox WHERE ?1 IS NULL OR user_id = ?1",
+        [author.map(|a| a.to_string())],
+        |row| row.get::<_, i64>(0),
+    )? as u64)
 }
 
 /// Removes acknowledged changes; unknown hashes are ignored (an ack may be repeated).

@@ -47,7 +47,8 @@ pub struct ExchangeReport {
     pub cursor: u64,
     /// The server has more: exchange again right away.
     pub more: bool,
-    /// Local changes still waiting for an acknowledgement.
+    /// Local changes this sync could push still waiting for an acknowledgement
+    /// (the signed-in user's; other users' wait for their own sign-in).
     pub pending: u64,
 }
 
@@ -64,7 +65,10 @@ pub fn prepare(store: &DeviceStore, peer: &str, limits: Limits) -> Result<SyncRe
         device_id: store.device_id(),
         actor: store.actor_bytes(),
         cursor: store.sync_cursor(peer)?,
-        changes: push(store, store.outbox(limits.max_push)?),
+        changes: push(
+            store,
+            store.outbox_of(store.pushing_author()?, limits.max_push)?,
+        ),
         max_changes: limits.max_pull,
     })
 }
@@ -250,7 +254,7 @@ pub fn absorb(
         held,
         cursor: store.sync_cursor(peer)?,
         more: response.more,
-        pending: store.outbox_len()?,
+        pending: store.outbox_len_of(store.pushing_author()?)?,
     })
 }
 
