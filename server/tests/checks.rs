@@ -179,22 +179,7 @@ async fn each_role_is_held_to_the_policy() {
         .await,
         vec![Verdict::Accepted]
     );
-    let mut crew_copy = Replica(
-        JourneyDocument::load(
-            journey,
-            None,
-            storage
-                .journey(TENANT, journey)
-                .await
-                .unwrap()
-                .changes
-                .into_iter()
-                .map(|b| Change::from_bytes(b).unwrap())
-                .collect(),
-            ActorId::random(),
-        )
-        .unwrap(),
-    );
+    let mut crew_copy = accepted_replica(&storage, journey).await;
     let entry = crew_copy.act(
         &driver,
         JourneyAction::AddEntry {
@@ -258,22 +243,7 @@ async fn each_role_is_held_to_the_policy() {
     ));
 
     // Only an auditor audits; after that, changes wait for review.
-    let mut office_copy = Replica(
-        JourneyDocument::load(
-            journey,
-            None,
-            storage
-                .journey(TENANT, journey)
-                .await
-                .unwrap()
-                .changes
-                .into_iter()
-                .map(|b| Change::from_bytes(b).unwrap())
-                .collect(),
-            ActorId::random(),
-        )
-        .unwrap(),
-    );
+    let mut office_copy = accepted_replica(&storage, journey).await;
     for stage in [Stage::EnRoute, Stage::Onsite, Stage::Completed] {
         let change = office_copy.act(&dispatcher, JourneyAction::AdvanceStage { to: stage });
         assert_eq!(
@@ -281,22 +251,7 @@ async fn each_role_is_held_to_the_policy() {
             vec![Verdict::Accepted]
         );
     }
-    let mut audit_copy = Replica(
-        JourneyDocument::load(
-            journey,
-            None,
-            storage
-                .journey(TENANT, journey)
-                .await
-                .unwrap()
-                .changes
-                .into_iter()
-                .map(|b| Change::from_bytes(b).unwrap())
-                .collect(),
-            ActorId::random(),
-        )
-        .unwrap(),
-    );
+    let mut audit_copy = accepted_replica(&storage, journey).await;
     let by_dispatcher = office_copy.act(
         &dispatcher,
         JourneyAction::AdvanceStage { to: Stage::Audited },

@@ -178,6 +178,50 @@ pub(crate) const QUARANTINE_SELECT: &str =
     "SELECT journey_id, hash, kind, reason, user_id, device_id, bytes, received_at FROM quarantine
      WHERE tenant = $1 AND ($2 IS NULL OR journey_id = $2) ORDER BY received_at, hash";
 
+/// `Storage::quarantine` for both SQL backends (one statement text, see `on_db!`).
+pub(crate) async fn quarantine_in(
+    db: &crate::directory::Db,
+    backend: &'static str,
+    tenant: &str,
+    changes: &[Quarantined],
+) -> Result<(), StorageError> {
+    use crate::directory::{Db, on_db};
+    for change in changes {
+        on_db!(db, write pool => sqlx::query(QUARANTINE_INSERT)
+            .bind(tenant)
+            .bind(change.hash.as_slice())
+            .bind(change.journey.as_uuid())
+            .bind(change.kind.as_ref())
+            .bind(&change.reason)
+            .bind(change.user.as_uuid())
+            .bind(change.device.as_uuid())
+            .bind(change.bytes.as_slice())
+            .bind(change.received_at)
+            .execute(pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| StorageError::Database(format!("{backend} quarantine: {e}")))?);
+    }
+    Ok(())
+}
+
+/// `Storage::quarantined` for both SQL backends.
+pub(crate) async fn quarantined_in(
+    db: &crate::directory::Db,
+    backend: &'static str,
+    tenant: &str,
+    journey: Option<JourneyId>,
+) -> Result<Vec<Quarantined>, StorageError> {
+    use crate::directory::{Db, on_db};
+    let rows: Vec<QuarantineRow> = on_db!(db, read pool => sqlx::query_as(QUARANTINE_SELECT)
+        .bind(tenant)
+        .bind(journey.map(|j| j.as_uuid()))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| StorageError::Database(format!("{backend} quarantined: {e}")))?);
+    quarantined_rows(backend, rows)
+}
+
 /// Turns selected quarantine rows into [`Quarantined`]s.
 pub(crate) fn quarantined_rows(
     backend: &str,

@@ -339,22 +339,7 @@ impl Storage for PostgresStorage {
         tenant: &str,
         changes: &[super::Quarantined],
     ) -> Result<(), StorageError> {
-        for change in changes {
-            sqlx::query(super::QUARANTINE_INSERT)
-                .bind(tenant)
-                .bind(change.hash.as_slice())
-                .bind(change.journey.as_uuid())
-                .bind(change.kind.as_ref())
-                .bind(&change.reason)
-                .bind(change.user.as_uuid())
-                .bind(change.device.as_uuid())
-                .bind(change.bytes.as_slice())
-                .bind(change.received_at)
-                .execute(&self.pool)
-                .await
-                .map_err(err("quarantine"))?;
-        }
-        Ok(())
+        super::quarantine_in(&self.db(), "postgres", tenant, changes).await
     }
 
     async fn quarantined(
@@ -362,13 +347,7 @@ impl Storage for PostgresStorage {
         tenant: &str,
         journey: Option<JourneyId>,
     ) -> Result<Vec<super::Quarantined>, StorageError> {
-        let rows: Vec<super::QuarantineRow> = sqlx::query_as(super::QUARANTINE_SELECT)
-            .bind(tenant)
-            .bind(journey.map(|j| j.as_uuid()))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err("quarantined"))?;
-        super::quarantined_rows("postgres", rows)
+        super::quarantined_in(&self.db(), "postgres", tenant, journey).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
