@@ -366,14 +366,12 @@ async fn sync_endpoint(
     let sync::Exchanged {
         mut response,
         appended,
+        accepted,
     } = sync::exchange(&services.storage, &tenant, request).await?;
     // Refused changes are durable in quarantine: the device hears why, and stops
     // sending them.
     response.rejected.extend(refused);
-    services
-        .metrics
-        .changes_accepted
-        .inc_by(response.acked.len() as u64);
+    services.metrics.changes_accepted.inc_by(accepted as u64);
     services
         .metrics
         .changes_rejected

@@ -20,6 +20,9 @@ pub const MAX_PULL: u32 = 10_000;
 pub struct Exchanged {
     pub response: SyncResponse,
     pub appended: Appended,
+    /// Changes now durable (new or already known), counted one by one: a pushed
+    /// document is acknowledged by its heads but holds many changes.
+    pub accepted: usize,
 }
 
 /// What one pushed entry holds: its changes (a document's in causal order), and
@@ -79,6 +82,7 @@ pub async fn exchange(
         }
     }
     let appended = storage.append(tenant, &accepted).await?;
+    let accepted = accepted.len();
 
     let limit = request.max_changes.clamp(1, MAX_PULL);
     let rows = storage.changes_since(tenant, request.cursor, limit).await?;
@@ -104,7 +108,11 @@ pub async fn exchange(
         cursor,
         more,
     };
-    Ok(Exchanged { response, appended })
+    Ok(Exchanged {
+        response,
+        appended,
+        accepted,
+    })
 }
 
 /// A change as the log keeps it: compressed, the form it goes out in, so serving it

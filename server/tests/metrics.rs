@@ -161,3 +161,51 @@ async fn malformed_messagepack_gets_400_with_a_clear_message_and_stores_nothing(
     assert_eq!(head(&test).await, 0);
     assert_eq!(requests(&metrics_text(&base).await, "400"), 3.0);
 }
+
+/// A pushed document counts as the changes it holds, not as its heads.
+#[tokio::test]
+async fn a_pushed_document_counts_each_of_its_changes() {
+    use automerge::{ActorId, Change};
+    use crewsync_core::JourneyAction;
+    use crewsync_core::document::JourneyDocument;
+    use crewsync_core::ids::EntryId;
+    use crewsync_core::model::Timestamp;
+
+    let test = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let base = serve_services(&test.services).await;
+    let (journey, creation) = journey_change(&test.signer);
+    let mut doc = JourneyDocument::load(
+        journey,
+        None,
+        vec![Change::from_bytes(creation).unwrap()],
+        ActorId::random(),
+    )
+    .unwrap();
+    for n in 0..4 {
+        let note = JourneyAction::AddNote {
+            note: EntryId::new(),
+            text: format!("note {n}"),
+        };
+        doc.apply(&note, &test.signer.origin(), Timestamp::now())
+            .unwrap();
+    }
+    let (status, body) = post_sync(
+        &base,
+        &test.token,
+        CONTENT_TYPE,
+        sync_body(&[(journey, doc.save())]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        wire::decode_response(&body).unwrap().acked.len(),
+        1,
+        "by its head"
+    );
+    assert_eq!(head(&test).await, 5);
+    let text = metrics_text(&base).await;
+    assert_eq!(
+        sample(&text, "crewsync_changes_accepted_total", &[]),
+        Some(5.0)
+    );
+}
