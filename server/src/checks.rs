@@ -16,7 +16,7 @@
 //!   this one builds on); it is neither acknowledged nor rejected, so the device
 //!   sends it again later.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use automerge::{ActorId, Change, ChangeHash};
@@ -48,6 +48,16 @@ pub struct Checked {
     pub journey: JourneyId,
     pub change: Change,
     pub verdict: Verdict,
+    /// It may change who sees the journey: it creates it or changes its crew (or
+    /// it is a re-send, whose effect was not looked at again). See `scope`.
+    pub moves_scope: bool,
+}
+
+/// Whether what a change touched may change who sees its journey.
+fn moves_scope(touches: &[policy::Touch]) -> bool {
+    touches
+        .iter()
+        .any(|t| matches!(t, policy::Touch::Create | policy::Touch::Crew))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +107,7 @@ fn corrupt(journey: JourneyId) -> impl Fn(CoreError) -> CheckError {
 }
 
 /// The server's accepted document of a journey.
-fn load(
+pub(crate) fn load(
     journey: JourneyId,
     record: &crate::storage::JourneyRecord,
 ) -> Result<JourneyDocument, CheckError> {
@@ -138,11 +148,11 @@ fn check_journey(
     let mut out = Vec::with_capacity(changes.len());
     for change in changes {
         let hash = change.hash();
-        let verdict = if doc.has_change(&hash) {
+        let (verdict, moves_scope) = if doc.has_change(&hash) {
             // Already in the accepted journey (a re-send): acknowledge again.
-            Verdict::Accepted
+            (Verdict::Accepted, true)
         } else if let Some(reason) = refused_before_applying(&change, principal, &rejected) {
-            Verdict::Rejected(reason)
+            (Verdict::Rejected(reason), false)
         } else {
             judge(journey, &mut doc, &change, principal, table)?
         };
@@ -169,6 +179,7 @@ fn check_journey(
             journey,
             change,
             verdict,
+            moves_scope,
         });
     }
     Ok(out)
@@ -204,9 +215,11 @@ fn check_whole(
     if changes.iter().any(|c| !doc.has_change(&c.hash())) {
         return Ok(None);
     }
+    let mut scope_moved = Vec::with_capacity(changes.len());
     for change in changes {
         let creating = change.deps().is_empty();
         let touches = touches_between(doc.automerge(), change.deps(), &[change.hash()]);
+        scope_moved.push(moves_scope(&touches));
         let change_context = JourneyContext {
             creating,
             ..context.clone()
@@ -221,10 +234,12 @@ fn check_whole(
     Ok(Some(
         changes
             .iter()
-            .map(|change| Checked {
+            .zip(scope_moved)
+            .map(|(change, moves_scope)| Checked {
                 journey,
                 change: change.clone(),
                 verdict: Verdict::Accepted,
+                moves_scope,
             })
             .collect(),
     ))
@@ -285,36 +300,39 @@ fn judge(
     change: &Change,
     principal: &Principal,
     table: &PermissionTable,
-) -> Result<Verdict, CheckError> {
+) -> Result<(Verdict, bool), CheckError> {
     let before = doc.heads();
     let creating = before.is_empty();
     let context = context_of(journey, doc, principal)?;
     doc.apply_changes(vec![change.clone()])
         .map_err(corrupt(journey))?;
     if !doc.has_change(&change.hash()) {
-        return Ok(Verdict::Deferred);
+        return Ok((Verdict::Deferred, false));
     }
     let touches = touches_between(doc.automerge(), &before, &doc.heads());
+    let moves = moves_scope(&touches);
     if creating {
         // A journey is created inside the creator's own tenant, at one of its
         // locations' ids as the document names it.
         match doc.header() {
             Ok((client, _, _)) if client == principal.tenant => {}
             Ok((client, _, _)) => {
-                return Ok(Verdict::Rejected(format!(
-                    "the journey belongs to tenant {client}, not to the signed-in user's"
-                )));
+                return Ok((
+                    Verdict::Rejected(format!(
+                        "the journey belongs to tenant {client}, not to the signed-in user's"
+                    )),
+                    false,
+                ));
             }
-            Err(e) => return Ok(Verdict::Rejected(format!("not a journey: {e}"))),
+            Err(e) => return Ok((Verdict::Rejected(format!("not a journey: {e}")), false)),
         }
     }
-    Ok(
-        match policy::check_all(principal.role, table, &context, &touches) {
-            Ok(()) => Verdict::Accepted,
-            Err(Denial::AfterAudit) => Verdict::AfterAudit,
-            Err(denial) => Verdict::Rejected(denial.to_string()),
-        },
-    )
+    let verdict = match policy::check_all(principal.role, table, &context, &touches) {
+        Ok(()) => Verdict::Accepted,
+        Err(Denial::AfterAudit) => Verdict::AfterAudit,
+        Err(denial) => Verdict::Rejected(denial.to_string()),
+    };
+    Ok((verdict, moves))
 }
 
 /// Screens a sync request: its changes are checked; refused ones are quarantined
@@ -331,7 +349,7 @@ pub async fn screen(
     principal: &Principal,
     table: &PermissionTable,
     mut request: SyncRequest,
-) -> Result<(SyncRequest, Vec<RejectedChange>), CheckError> {
+) -> Result<Screened, CheckError> {
     /// A pushed entry and the hashes of the changes it holds.
     struct Entry {
         wire: WireChange,
@@ -405,5 +423,24 @@ pub async fn screen(
                 }));
         }
     }
-    Ok((request, rejected))
+    let rescope = checked
+        .iter()
+        .filter(|c| c.verdict == Verdict::Accepted && c.moves_scope)
+        .map(|c| c.journey)
+        .collect();
+    Ok(Screened {
+        request,
+        rejected,
+        rescope,
+    })
+}
+
+/// A screened request: what goes on to the exchange, and what was refused.
+#[derive(Debug)]
+pub struct Screened {
+    pub request: SyncRequest,
+    pub rejected: Vec<RejectedChange>,
+    /// Journeys whose accepted changes may change who sees them: re-index them
+    /// once the changes are durable (`scope::reindex`).
+    pub rescope: BTreeSet<JourneyId>,
 }

@@ -59,6 +59,15 @@ pub struct Config {
     /// Don't load the demo tenants into an empty embedded store at start.
     #[arg(long, env = "CREWSYNC_NO_DEMO_SEED")]
     pub no_demo_seed: bool,
+
+    /// Drivers' and movers' devices keep the journeys they are on from this many
+    /// days back …
+    #[arg(long, env = "CREWSYNC_SCOPE_DAYS_BACK", default_value_t = crate::scope::Window::default().days_back)]
+    pub scope_days_back: u32,
+
+    /// … to this many days ahead (sync scopes; see ARCHITECTURE.md).
+    #[arg(long, env = "CREWSYNC_SCOPE_DAYS_AHEAD", default_value_t = crate::scope::Window::default().days_ahead)]
+    pub scope_days_ahead: u32,
 }
 
 /// What to do instead of serving.
@@ -80,6 +89,8 @@ impl Default for Config {
             compact_after: DEFAULT_COMPACT_AFTER,
             command: None,
             no_demo_seed: false,
+            scope_days_back: crate::scope::Window::default().days_back,
+            scope_days_ahead: crate::scope::Window::default().days_ahead,
         }
     }
 }
@@ -94,6 +105,14 @@ impl Config {
                 .filter(|url| !url.is_empty());
         }
         config
+    }
+
+    /// The date window of crew members' sync scopes.
+    pub fn scope_window(&self) -> crate::scope::Window {
+        crate::scope::Window {
+            days_back: self.scope_days_back,
+            days_ahead: self.scope_days_ahead,
+        }
     }
 
     pub fn live_ping(&self) -> Duration {

@@ -19,6 +19,7 @@ pub mod config;
 pub mod directory;
 pub mod live;
 pub mod metrics;
+pub mod scope;
 pub mod seed;
 pub mod storage;
 pub mod sync;
@@ -47,6 +48,7 @@ use crate::compaction::Compactor;
 use crate::config::Config;
 use crate::live::{LiveHub, Notice, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
+use crate::scope::{Scope, ScopeIndex};
 use crate::storage::{Storage, StorageError};
 
 /// Largest sync request body accepted unless configured (`--max-body-bytes`).
@@ -76,6 +78,10 @@ pub struct Services {
     pub compactor: Compactor,
     /// Largest sync request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Who sees which journey (sync scopes).
+    pub scopes: ScopeIndex,
+    /// The date window of crew members' scopes.
+    pub window: scope::Window,
 }
 
 impl Services {
@@ -92,9 +98,12 @@ impl Services {
             Arc::clone(&metrics),
             config.compact_after,
         );
+        let scopes = ScopeIndex::new(auth.directory.db().clone());
         Ok(Self {
             storage,
             auth,
+            scopes,
+            window: config.scope_window(),
             notifier: Notifier::local(hub),
             metrics,
             compactor,
@@ -142,6 +151,10 @@ pub enum ApiError {
     Directory(#[from] directory::DirectoryError),
     #[error("{0}")]
     Check(#[from] checks::CheckError),
+    #[error("{0}")]
+    Scope(#[from] scope::ScopeError),
+    #[error("{0}")]
+    Pull(#[from] sync::PullError),
 }
 
 impl IntoResponse for ApiError {
@@ -154,9 +167,10 @@ impl IntoResponse for ApiError {
             ApiError::Body(_) => StatusCode::BAD_REQUEST,
             ApiError::Storage(_) | ApiError::Directory(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Check(checks::CheckError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Check(checks::CheckError::Corrupt { .. }) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            ApiError::Check(e) | ApiError::Scope(scope::ScopeError::Check(e)) => check_status(e),
+            ApiError::Pull(sync::PullError::Check(e)) => check_status(e),
+            ApiError::Scope(scope::ScopeError::Directory(_))
+            | ApiError::Pull(sync::PullError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
         };
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
@@ -164,6 +178,13 @@ impl IntoResponse for ApiError {
             tracing::debug!(error = %self, status = status.as_u16(), "request refused");
         }
         (status, self.to_string()).into_response()
+    }
+}
+
+fn check_status(error: &checks::CheckError) -> StatusCode {
+    match error {
+        checks::CheckError::Storage(_) => StatusCode::SERVICE_UNAVAILABLE,
+        checks::CheckError::Corrupt { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -178,6 +199,8 @@ pub enum StartError {
     Live(#[from] live::LiveError),
     #[error("directory: {0}")]
     Directory(#[from] directory::DirectoryError),
+    #[error("sync scopes: {0}")]
+    Scope(#[from] scope::ScopeError),
 }
 
 /// The router over `state.storage` with in-process defaults: a live hub for this
@@ -231,6 +254,13 @@ impl Server {
     ) -> Result<Self, StartError> {
         let auth = Arc::new(AuthService::open(db).await?);
         let mut services = Services::in_process(Arc::clone(&storage), auth, config)?;
+        let indexed = scope::backfill(&storage, &services.scopes).await?;
+        if indexed > 0 {
+            tracing::info!(
+                journeys = indexed,
+                "indexed journeys logged before sync scopes"
+            );
+        }
         let fanout = match config.database_url.as_deref() {
             Some(url) if config.is_postgres() => {
                 let fanout = PgFanout::start(url, Arc::clone(services.hub()), storage).await?;
@@ -310,6 +340,7 @@ async fn live_endpoint(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let hub = Arc::clone(services.hub());
+    let scope = Scope::of(&principal, chrono::Utc::now().date_naive(), services.window);
     upgrade
         .max_message_size(live::MAX_INCOMING_MESSAGE)
         // Devices send only pongs and frames are small notices: tungstenite's
@@ -318,7 +349,7 @@ async fn live_endpoint(
         .write_buffer_size(live::SOCKET_BUFFER)
         .max_write_buffer_size(live::MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| {
-            live::serve_socket(socket, hub, services.storage, principal.tenant_key())
+            live::serve_socket(socket, hub, services.storage, principal.tenant_key(), scope)
         })
 }
 
@@ -359,32 +390,88 @@ async fn sync_endpoint(
         .directory
         .permissions(principal.tenant)
         .await?;
-    let (request, refused) =
-        checks::screen(&services.storage, &tenant, &principal, &table, request).await?;
+    let checks::Screened {
+        mut request,
+        rejected: refused,
+        rescope,
+    } = checks::screen(&services.storage, &tenant, &principal, &table, request).await?;
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
-    let sync::Exchanged {
-        mut response,
-        appended,
-        accepted,
-    } = sync::exchange(&services.storage, &tenant, request).await?;
+    let changes = std::mem::take(&mut request.changes);
+    let pushed = sync::push(&services.storage, &tenant, request.device_id, changes).await?;
+    // Before the device hears "durable": who sees the journeys now. A crash in
+    // between leaves the push unacknowledged, and its re-send re-indexes.
+    let rescope: Vec<_> = rescope.into_iter().collect();
+    let rescoped = scope::reindex(&services.storage, &services.scopes, &tenant, &rescope).await?;
+    if let Some(report) = request.report {
+        services
+            .auth
+            .sessions
+            .touch(
+                principal.tenant,
+                principal.session,
+                Some(auth::sessions::DeviceReport {
+                    pending_changes: report.pending_changes,
+                    pending_media_bytes: report.pending_media_bytes,
+                }),
+            )
+            .await?;
+    }
+    let scope = Scope::of(&principal, chrono::Utc::now().date_naive(), services.window);
+    let view = sync::View {
+        visible: Some(services.scopes.visible(&tenant, &scope).await?),
+        held: request
+            .held
+            .as_ref()
+            .map(|held| held.iter().copied().collect()),
+    };
+    let mut response = sync::pull(
+        &services.storage,
+        &tenant,
+        &request,
+        pushed.acked,
+        pushed.rejected,
+        &view,
+    )
+    .await?;
     // Refused changes are durable in quarantine: the device hears why, and stops
     // sending them.
     response.rejected.extend(refused);
-    services.metrics.changes_accepted.inc_by(accepted as u64);
+    services
+        .metrics
+        .changes_accepted
+        .inc_by(pushed.accepted as u64);
     services
         .metrics
         .changes_rejected
         .inc_by(response.rejected.len() as u64);
     // A re-sent change adds nothing: live sockets and the compactor hear only of
-    // real news. The changes are durable and acknowledged whatever happens here.
-    if appended.new_changes > 0 {
+    // real news (and of a re-indexed journey: its crew may have changed). The
+    // changes are durable and acknowledged whatever happens here.
+    if pushed.appended.new_changes > 0 || !rescoped.is_empty() {
         let journeys: Vec<_> = journeys.into_iter().collect();
         services.compactor.touched(&tenant, &journeys);
+        let mut reach = services.scopes.reach(&tenant, &journeys).await?;
+        // The crews before a re-index hear of it too: an unassigned device drops it.
+        for heard in rescoped {
+            match reach.iter_mut().find(|r| r.journey == heard.journey) {
+                Some(filed) => {
+                    filed.crew.extend(heard.crew);
+                    filed.crew.sort();
+                    filed.crew.dedup();
+                }
+                None => reach.push(heard),
+            }
+        }
+        if reach.len() < journeys.len() {
+            // A journey not indexed yet: who may hear of it is unknown, so every
+            // socket of the tenant hears of the new head (without journey ids).
+            reach.clear();
+        }
         services.notifier.committed(Notice {
             tenant: tenant.clone(),
-            head: appended.head,
-            journeys,
+            head: pushed.appended.head,
+            journeys: reach,
         });
     }
 

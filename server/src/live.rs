@@ -47,6 +47,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
+use crate::scope::{Reach, Scope};
 use crate::storage::Storage;
 
 /// The Postgres notification channel change notices travel on between processes.
@@ -97,8 +98,38 @@ pub struct LiveFrame {
 pub struct Notice {
     pub tenant: String,
     pub head: u64,
-    /// Journeys with new changes; empty when not known.
-    pub journeys: Vec<JourneyId>,
+    /// Journeys with new changes and who may hear of them; empty when not known
+    /// (then every socket of the tenant hears of the head, without journey ids).
+    pub journeys: Vec<Reach>,
+}
+
+impl Notice {
+    /// Merges a later notice of the same tenant into this one (for one NOTIFY).
+    fn absorb(&mut self, later: Notice) {
+        self.head = self.head.max(later.head);
+        if self.journeys.is_empty() || later.journeys.is_empty() {
+            // Either does not know its journeys: neither does the merge.
+            self.journeys.clear();
+            return;
+        }
+        for reach in later.journeys {
+            match self
+                .journeys
+                .iter_mut()
+                .find(|r| r.journey == reach.journey)
+            {
+                Some(known) => {
+                    known.crew.extend(reach.crew);
+                    known.crew.sort();
+                    known.crew.dedup();
+                }
+                None => self.journeys.push(reach),
+            }
+        }
+        if self.journeys.len() > MAX_FRAME_JOURNEYS {
+            self.journeys.clear();
+        }
+    }
 }
 
 /// Where a notice came from (a metric label).
@@ -134,12 +165,22 @@ struct Merged {
 }
 
 impl Merged {
-    fn of(notice: &Notice) -> Self {
-        Self {
-            head: notice.head,
-            journeys: (!notice.journeys.is_empty())
-                .then(|| notice.journeys.iter().copied().collect()),
+    /// What `notice` says to a socket whose user sees `scope`; `None` when it
+    /// names journeys and none of them concern the socket.
+    fn of(notice: &Notice, scope: &Scope) -> Option<Self> {
+        if notice.journeys.is_empty() {
+            return Some(Self::unknown(notice.head));
         }
+        let journeys: BTreeSet<JourneyId> = notice
+            .journeys
+            .iter()
+            .filter(|reach| scope.hears_of(reach))
+            .map(|reach| reach.journey)
+            .collect();
+        (!journeys.is_empty()).then_some(Self {
+            head: notice.head,
+            journeys: Some(journeys),
+        })
     }
 
     fn unknown(head: u64) -> Self {
@@ -315,6 +356,7 @@ pub async fn serve_socket(
     hub: Arc<LiveHub>,
     storage: Arc<dyn Storage>,
     tenant: String,
+    scope: Scope,
 ) {
     let _connected = hub.connect();
     if hub.is_closing() {
@@ -353,7 +395,7 @@ pub async fn serve_socket(
             }
             received = notices.recv() => {
                 let mut pending = None;
-                if !take_notice(received, &tenant, &hub, &mut pending) {
+                if !take_notice(received, &tenant, &scope, &hub, &mut pending) {
                     return;
                 }
                 // Merge whatever else is already queued: a busy socket gets one frame.
@@ -366,8 +408,10 @@ pub async fn serve_socket(
                             Merged::unknown(hub.latest(&tenant)),
                         ),
                         Ok(notice) => {
-                            if notice.tenant == tenant {
-                                Merged::merge_into(&mut pending, Merged::of(&notice));
+                            if notice.tenant == tenant
+                                && let Some(merged) = Merged::of(&notice, &scope)
+                            {
+                                Merged::merge_into(&mut pending, merged);
                             }
                         }
                     }
@@ -407,13 +451,16 @@ pub async fn serve_socket(
 fn take_notice(
     received: Result<Arc<Notice>, broadcast::error::RecvError>,
     tenant: &str,
+    scope: &Scope,
     hub: &LiveHub,
     pending: &mut Option<Merged>,
 ) -> bool {
     match received {
         Ok(notice) => {
-            if notice.tenant == tenant {
-                Merged::merge_into(pending, Merged::of(&notice));
+            if notice.tenant == tenant
+                && let Some(merged) = Merged::of(&notice, scope)
+            {
+                Merged::merge_into(pending, merged);
             }
             true
         }
@@ -477,7 +524,7 @@ struct Payload {
     tenant: String,
     head: u64,
     #[serde(default)]
-    journeys: Vec<JourneyId>,
+    journeys: Vec<Reach>,
 }
 
 /// The payload for `notice`, without the journeys if they would not fit.
@@ -589,23 +636,18 @@ async fn listen(pool: &PgPool) -> Result<PgListener, LiveError> {
 /// Sends queued notices with `pg_notify`, merging what piled up per tenant.
 async fn send_notices(pool: PgPool, mut queue: mpsc::UnboundedReceiver<Notice>, origin: Uuid) {
     while let Some(first) = queue.recv().await {
-        let mut batch: BTreeMap<String, Option<Merged>> = BTreeMap::new();
-        let mut add = |notice: Notice| {
-            Merged::merge_into(batch.entry(notice.tenant.clone()).or_default(), {
-                Merged::of(&notice)
-            });
+        let mut batch: BTreeMap<String, Notice> = BTreeMap::new();
+        let mut add = |notice: Notice| match batch.get_mut(&notice.tenant) {
+            Some(queued) => queued.absorb(notice),
+            None => {
+                batch.insert(notice.tenant.clone(), notice);
+            }
         };
         add(first);
         while let Ok(notice) = queue.try_recv() {
             add(notice);
         }
-        for (tenant, merged) in batch {
-            let Some(merged) = merged else { continue };
-            let notice = Notice {
-                tenant,
-                head: merged.head,
-                journeys: merged.journeys(),
-            };
+        for notice in batch.into_values() {
             let text = match payload(origin, &notice) {
                 Ok(text) => text,
                 Err(e) => {
@@ -709,19 +751,79 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn reach(journey: JourneyId) -> Reach {
+        Reach {
+            journey,
+            location: crewsync_core::ids::LocationId::new(),
+            day: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            crew: vec![],
+        }
+    }
+
     fn notice(head: u64, journeys: Vec<JourneyId>) -> Notice {
         Notice {
             tenant: "t".into(),
             head,
-            journeys,
+            journeys: journeys.into_iter().map(reach).collect(),
         }
+    }
+
+    fn heard(notice: &Notice) -> Merged {
+        Merged::of(notice, &Scope::Tenant).unwrap()
+    }
+
+    #[test]
+    fn a_socket_hears_only_of_journeys_in_its_scope() {
+        let (mover, other) = (
+            crewsync_core::ids::UserId::new(),
+            crewsync_core::ids::UserId::new(),
+        );
+        let mine = Reach {
+            crew: vec![mover],
+            ..reach(JourneyId::new())
+        };
+        let theirs = Reach {
+            crew: vec![other],
+            ..reach(JourneyId::new())
+        };
+        let day = mine.day;
+        let crew = Scope::Crew {
+            user: mover,
+            from: day,
+            to: day,
+        };
+        let both = Notice {
+            tenant: "t".into(),
+            head: 4,
+            journeys: vec![mine.clone(), theirs.clone()],
+        };
+        let heard = Merged::of(&both, &crew).unwrap();
+        assert_eq!(
+            heard.journeys(),
+            vec![mine.journey],
+            "no other journey's id"
+        );
+        let only_theirs = Notice {
+            journeys: vec![theirs.clone()],
+            ..both.clone()
+        };
+        assert_eq!(Merged::of(&only_theirs, &crew), None);
+        // Their location's dispatcher hears of it; another location's does not.
+        assert!(Merged::of(&only_theirs, &Scope::Location(theirs.location)).is_some());
+        assert!(Merged::of(&only_theirs, &Scope::Location(mine.location)).is_none());
+        // Unknown journeys: everyone of the tenant hears of the head, without ids.
+        let unknown = Notice {
+            journeys: vec![],
+            ..both
+        };
+        assert_eq!(Merged::of(&unknown, &crew), Some(Merged::unknown(4)));
     }
 
     #[test]
     fn merging_keeps_the_highest_head_and_all_journeys() {
         let (a, b) = (JourneyId::new(), JourneyId::new());
-        let mut merged = Merged::of(&notice(3, vec![a]));
-        merged.merge(Merged::of(&notice(2, vec![b, a])));
+        let mut merged = heard(&notice(3, vec![a]));
+        merged.merge(heard(&notice(2, vec![b, a])));
         assert_eq!(merged.head, 3);
         assert_eq!(merged.clone().journeys().len(), 2);
         merged.merge(Merged::unknown(5));
@@ -730,9 +832,9 @@ mod tests {
 
     #[test]
     fn too_many_journeys_become_unknown() {
-        let mut merged = Merged::of(&notice(1, vec![JourneyId::new()]));
+        let mut merged = heard(&notice(1, vec![JourneyId::new()]));
         for _ in 0..MAX_FRAME_JOURNEYS {
-            merged.merge(Merged::of(&notice(1, vec![JourneyId::new()])));
+            merged.merge(heard(&notice(1, vec![JourneyId::new()])));
         }
         assert!(merged.journeys().is_empty());
     }

@@ -104,6 +104,35 @@ impl TestTenant {
         }
     }
 
+    /// Adds a location to the tenant (same timezone as the first).
+    pub async fn add_location(&self, name: &str) -> Result<LocationRecord, DirectoryError> {
+        let location = LocationRecord {
+            id: LocationId::new(),
+            name: name.to_owned(),
+            ..self.location.clone()
+        };
+        self.auth.directory.upsert_location(&location).await?;
+        Ok(location)
+    }
+
+    /// Adds another user with `role` at `location`, with the test password.
+    pub async fn add_user(
+        &self,
+        role: Role,
+        location: &LocationRecord,
+    ) -> Result<UserRecord, DirectoryError> {
+        let id = UserId::new();
+        let user = UserRecord {
+            id,
+            location_id: location.id,
+            name: format!("Test {role} {id}"),
+            email: format!("{}.{id}@test.example", role.to_string().to_lowercase()),
+            ..self.user(role).clone()
+        };
+        self.auth.directory.upsert_user(&user).await?;
+        Ok(user)
+    }
+
     /// Signs `role`'s user in on `device`: a session and its tokens, exactly what
     /// `POST /v1/auth/sign-in` answers.
     pub async fn sign_in(
@@ -111,7 +140,16 @@ impl TestTenant {
         role: Role,
         device: DeviceId,
     ) -> Result<TokenResponse, DirectoryError> {
-        let user = self.user(role);
+        self.sign_in_user(self.user(role), device).await
+    }
+
+    /// As [`sign_in`](Self::sign_in), for any user of the tenant.
+    pub async fn sign_in_user(
+        &self,
+        user: &UserRecord,
+        device: DeviceId,
+    ) -> Result<TokenResponse, DirectoryError> {
+        let role = user.role;
         let issued = self
             .auth
             .sessions

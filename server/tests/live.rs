@@ -141,7 +141,7 @@ async fn a_socket_that_falls_behind_skips_to_the_latest_head() {
         services.notifier.committed(Notice {
             tenant: test.tenant_key(),
             head,
-            journeys: vec![crewsync_core::ids::JourneyId::new()],
+            journeys: vec![],
         });
     }
     // Another tenant's notices never reach this tenant's sockets.
@@ -183,6 +183,8 @@ async fn fast_ping_services() -> common::TestServices {
         notifier: Notifier::local(hub),
         metrics,
         max_body_bytes: crewsync_server::MAX_BODY_BYTES,
+        scopes: crewsync_server::scope::ScopeIndex::new(test.tenant.auth.directory.db().clone()),
+        window: Default::default(),
     };
     test
 }

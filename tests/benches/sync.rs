@@ -817,6 +817,8 @@ fn remote_apply() {
         changes: logged,
         cursor,
         more: false,
+        entered: Vec::new(),
+        left: Vec::new(),
     });
     let request = SyncRequest {
         version: PROTOCOL_VERSION,
@@ -825,6 +827,8 @@ fn remote_apply() {
         cursor: 0,
         changes: Vec::new(),
         max_changes: 5_000,
+        held: None,
+        report: None,
     };
 
     let (mut ours, mut raw, mut decode) = (Vec::new(), Vec::new(), Vec::new());

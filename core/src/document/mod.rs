@@ -340,6 +340,20 @@ impl JourneyDocument {
         Ok(self.doc.get(&crew, user.to_string())?.is_some())
     }
 
+    /// The users on the journey's crew (who receives it on their devices).
+    pub fn crew_ids(&self) -> Result<Vec<crate::ids::UserId>> {
+        let crew = schema::root_map(&self.doc, self.id, schema::CREW)?;
+        self.doc
+            .keys(&crew)
+            .map(|key| {
+                key.parse().map_err(|_| Error::CorruptDocument {
+                    journey: self.id.to_string(),
+                    reason: format!("crew key {key:?} is not a user id"),
+                })
+            })
+            .collect()
+    }
+
     /// The journey's identity fields, needed to file it in the summary table.
     pub fn header(&self) -> Result<(crate::ids::ClientId, crate::ids::LocationId, NaiveDate)> {
         let client = schema::read(&self.doc, self.id, &ROOT, "client_id")?;

@@ -773,6 +773,36 @@ impl DeviceStore {
         rows.map(|row| row?.parse()).collect()
     }
 
+    /// Drops a journey the server says is outside this device's sync scope now (its
+    /// user was unassigned, or it fell out of the date window), unless something of
+    /// it still waits to be sent: queued changes (any user's), GPS fixes not yet
+    /// folded, or media not yet uploaded. Those go first; the server names the
+    /// journey again at the next sync. Rejected changes stay listed: they are the
+    /// device's record of what the server refused. Returns whether it dropped it.
+    pub fn forget_journey(&self, journey: JourneyId) -> Result<bool> {
+        let mut writer = self.lock_writer()?;
+        let Writer { conn, cache } = &mut *writer;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id = journey.to_string();
+        let waiting: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE journey_id = ?1)
+                 OR EXISTS (SELECT 1 FROM gps_pending WHERE journey_id = ?1)
+                 OR EXISTS (SELECT 1 FROM media_queue WHERE journey_id = ?1)",
+            [&id],
+            |row| row.get(0),
+        )?;
+        if waiting {
+            return Ok(false);
+        }
+        let mut dropped = 0;
+        for table in ["journey_summary", "doc_changes", "documents"] {
+            dropped += tx.execute(&format!("DELETE FROM {table} WHERE journey_id = ?1"), [&id])?;
+        }
+        tx.commit()?;
+        cache.pop(&journey);
+        Ok(dropped > 0)
+    }
+
     /// SQLite's own consistency check; `Ok` only when it answers "ok".
     pub fn integrity_check(&self) -> Result<()> {
         let reader = lock(&self.reader)?;

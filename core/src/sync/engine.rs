@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use automerge::{Automerge, Change, ChangeHash, SaveOptions};
 
-use super::wire::{self, PROTOCOL_VERSION, SyncRequest, SyncResponse, WireChange};
+use super::wire::{self, DeviceReport, PROTOCOL_VERSION, SyncRequest, SyncResponse, WireChange};
 use crate::error::{Error, Result};
 use crate::ids::JourneyId;
 use crate::store::{DeviceStore, OutboxEntry};
@@ -47,6 +47,8 @@ pub struct ExchangeReport {
     pub cursor: u64,
     /// The server has more: exchange again right away.
     pub more: bool,
+    /// Journeys dropped because they left the device's sync scope.
+    pub left: usize,
     /// Local changes this sync could push still waiting for an acknowledgement
     /// (the signed-in user's; other users' wait for their own sign-in).
     pub pending: u64,
@@ -70,6 +72,12 @@ pub fn prepare(store: &DeviceStore, peer: &str, limits: Limits) -> Result<SyncRe
             store.outbox_of(store.pushing_author()?, limits.max_push)?,
         ),
         max_changes: limits.max_pull,
+        held: Some(store.journey_ids()?),
+        report: Some(DeviceReport {
+            pending_changes: store.outbox_len()?,
+            // No media is captured yet (the media queue comes with its own issue).
+            pending_media_bytes: 0,
+        }),
     })
 }
 
@@ -183,12 +191,29 @@ pub fn absorb(
     response: SyncResponse,
 ) -> Result<ExchangeReport> {
     let mut by_journey: BTreeMap<JourneyId, Vec<Vec<u8>>> = BTreeMap::new();
-    let received = response.changes.len();
+    let mut received = response.changes.len();
     for change in response.changes {
         by_journey
             .entry(change.journey)
             .or_default()
             .push(change.bytes);
+    }
+    // A journey that entered the scope comes whole; it is absorbed like any
+    // received changes, in the same transaction.
+    for document in response.entered {
+        let unpacked = wire::unpack(document.bytes).map_err(|reason| {
+            Error::InvalidInput(format!(
+                "the server sent journey {} as {reason}",
+                document.journey
+            ))
+        })?;
+        received += unpacked.changes.len();
+        by_journey.entry(document.journey).or_default().extend(
+            unpacked
+                .changes
+                .into_iter()
+                .map(|change| change.raw_bytes().to_vec()),
+        );
     }
     let mut acked = response
         .acked
@@ -240,6 +265,14 @@ pub fn absorb(
         })
         .collect();
     let dropped = store.reject_local_changes(&refused)?;
+    // Journeys outside the scope go once nothing of them waits to be pushed (the
+    // refusals above already left the outbox).
+    let mut left = 0;
+    for journey in &response.left {
+        if store.forget_journey(*journey)? {
+            left += 1;
+        }
+    }
     Ok(ExchangeReport {
         pushed,
         acknowledged,
@@ -254,6 +287,7 @@ pub fn absorb(
         held,
         cursor: store.sync_cursor(peer)?,
         more: response.more,
+        left,
         pending: store.outbox_len_of(store.pushing_author()?)?,
     })
 }

@@ -7,6 +7,7 @@
 //! compressed, about a tenth of its changes' size). A document is acknowledged by its
 //! heads; see [`SyncResponse::acked`].
 
+use automerge::{Automerge, Change, ChangeHash};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeviceId, JourneyId};
@@ -65,6 +66,25 @@ pub struct SyncRequest {
     pub changes: Vec<WireChange>,
     /// The most changes the device wants back in this response.
     pub max_changes: u32,
+    /// Every journey the device holds. With it the server keeps the device's copy
+    /// to its sync scope: journeys that entered the scope come whole
+    /// ([`SyncResponse::entered`]), journeys that left it are named
+    /// ([`SyncResponse::left`]). `None` (a device before scopes): the log is only
+    /// filtered to the scope.
+    #[serde(default)]
+    pub held: Option<Vec<JourneyId>>,
+    /// What the device still has to send, for the dispatcher's sync-health view.
+    #[serde(default)]
+    pub report: Option<DeviceReport>,
+}
+
+/// What a device says of its backlog at each sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceReport {
+    /// Local changes not yet acknowledged (every user's, on a shared device).
+    pub pending_changes: u64,
+    /// Bytes of photos, videos and signatures not yet uploaded.
+    pub pending_media_bytes: u64,
 }
 
 /// Why the server refused one change (it stored nothing for it).
@@ -91,6 +111,15 @@ pub struct SyncResponse {
     pub cursor: u64,
     /// More changes wait: sync again right away.
     pub more: bool,
+    /// Journeys that entered the device's scope (e.g. its user was just assigned),
+    /// each as one saved automerge document: the log before the device's cursor
+    /// holds their history, so it comes whole. The page in `changes` leaves them out.
+    #[serde(default)]
+    pub entered: Vec<WireChange>,
+    /// Journeys the device holds that are outside its scope now (e.g. its user was
+    /// unassigned): the device drops each once it has nothing left to push for it.
+    #[serde(default)]
+    pub left: Vec<JourneyId>,
 }
 
 /// The first bytes of every automerge chunk.
@@ -101,6 +130,33 @@ const CHUNK_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// change has 1 (raw) or 2 (compressed). Says nothing about the rest being valid.
 pub fn is_document(bytes: &[u8]) -> bool {
     bytes.len() > 8 && bytes[..4] == CHUNK_MAGIC && bytes[8] == 0
+}
+
+/// What one pushed entry holds: its changes (a document's in causal order), and
+/// the hashes that acknowledge it: a change's own, a document's heads.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub changes: Vec<Change>,
+    pub acknowledged_by: Vec<ChangeHash>,
+}
+
+/// Reads one pushed entry (a change, raw or compressed, or a saved document);
+/// `Err` is the reason to give the device. The server judges pushed changes and a
+/// device reads journeys that entered its scope through here, so a document's
+/// changes are seen exactly like single ones.
+pub fn unpack(bytes: Vec<u8>) -> Result<Unpacked, String> {
+    if is_document(&bytes) {
+        let doc = Automerge::load(&bytes).map_err(|e| format!("not an automerge document: {e}"))?;
+        return Ok(Unpacked {
+            changes: doc.get_changes(&[]),
+            acknowledged_by: doc.get_heads(),
+        });
+    }
+    let change = Change::from_bytes(bytes).map_err(|e| format!("not an automerge change: {e}"))?;
+    Ok(Unpacked {
+        acknowledged_by: vec![change.hash()],
+        changes: vec![change],
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +215,11 @@ mod tests {
                 bytes: vec![0x85, 0x6f, 0x4a, 0x83],
             }],
             max_changes: 1000,
+            held: Some(vec![JourneyId::new()]),
+            report: Some(DeviceReport {
+                pending_changes: 3,
+                pending_media_bytes: 4096,
+            }),
         }
     }
 
@@ -173,6 +234,8 @@ mod tests {
             changes: vec![],
             cursor: 7,
             more: false,
+            entered: vec![],
+            left: vec![JourneyId::new()],
         };
         assert_eq!(decode_response(&encode(&resp)).unwrap(), resp);
     }

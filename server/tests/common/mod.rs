@@ -101,6 +101,8 @@ pub fn sync_body(changes: &[(JourneyId, Vec<u8>)]) -> Vec<u8> {
             })
             .collect(),
         max_changes: 1_000,
+        held: None,
+        report: None,
     })
 }
 
