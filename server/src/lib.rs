@@ -17,6 +17,8 @@ pub mod checks;
 pub mod compaction;
 pub mod config;
 pub mod directory;
+pub mod dispatch;
+pub mod intake;
 pub mod live;
 pub mod metrics;
 pub mod scope;
@@ -26,7 +28,6 @@ pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,11 +43,13 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::auth::http::{AuthService, Principal};
 use crate::compaction::Compactor;
 use crate::config::Config;
-use crate::live::{LiveHub, Notice, Notifier, PgFanout};
+use crate::live::{LiveHub, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
 use crate::scope::{Scope, ScopeIndex};
 use crate::storage::{Storage, StorageError};
@@ -155,6 +158,16 @@ pub enum ApiError {
     Scope(#[from] scope::ScopeError),
     #[error("{0}")]
     Pull(#[from] sync::PullError),
+    /// Unknown here, or another tenant's, or outside the caller's scope: the
+    /// same answer for all three, so ids reveal nothing.
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("not allowed: {0}")]
+    Forbidden(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
 }
 
 impl IntoResponse for ApiError {
@@ -169,6 +182,10 @@ impl IntoResponse for ApiError {
             ApiError::Check(checks::CheckError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Check(e) | ApiError::Scope(scope::ScopeError::Check(e)) => check_status(e),
             ApiError::Pull(sync::PullError::Check(e)) => check_status(e),
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Scope(scope::ScopeError::Directory(_))
             | ApiError::Pull(sync::PullError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
         };
@@ -217,16 +234,58 @@ pub fn app(state: AppState) -> Router {
 /// The whole HTTP surface over `services`.
 pub fn router(services: Services) -> Router {
     let metrics = Arc::clone(&services.metrics);
+    let (documented, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(dispatch::routes())
+        .split_for_parts();
+    let api = Arc::new(api);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/v1/sync", post(sync_endpoint))
         .route("/v1/live", get(live_endpoint))
         .route("/metrics", get(metrics::endpoint))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let api = Arc::clone(&api);
+                async move { Json(api) }
+            }),
+        )
         .merge(auth::http::routes())
+        .merge(documented)
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
+}
+
+/// The OpenAPI document's frame; the routes add their paths (`utoipa_axum`).
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "crewsync",
+        description = "The crewsync sync server: the office's JSON API. Devices sync over `POST /v1/sync` (MessagePack, see ARCHITECTURE.md)."
+    ),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+/// Every documented route takes a bearer access token from `POST /v1/auth/sign-in`.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
 }
 
 /// A configured server: storage opened, and with Postgres the cross-process live
@@ -385,25 +444,13 @@ async fn sync_endpoint(
         .with_label_values(&["/v1/sync"])
         .inc_by(body.len() as u64);
     let request = wire::decode_request(&body)?;
-    let table = services
-        .auth
-        .directory
-        .permissions(principal.tenant)
-        .await?;
-    let checks::Screened {
-        mut request,
-        rejected: refused,
-        rescope,
-    } = checks::screen(&services.storage, &tenant, &principal, &table, request).await?;
-
-    let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
-    let changes = std::mem::take(&mut request.changes);
-    let pushed = sync::push(&services.storage, &tenant, request.device_id, changes).await?;
-    // Before the device hears "durable": who sees the journeys now. A crash in
-    // between leaves the push unacknowledged, and its re-send re-indexes.
-    let rescope: Vec<_> = rescope.into_iter().collect();
-    let rescoped = scope::reindex(&services.storage, &services.scopes, &tenant, &rescope).await?;
-    if let Some(report) = request.report {
+    let report = request.report;
+    let intake::Taken {
+        request,
+        acked,
+        rejected,
+    } = intake::take(&services, &principal, request).await?;
+    if let Some(report) = report {
         services
             .auth
             .sessions
@@ -425,55 +472,7 @@ async fn sync_endpoint(
             .as_ref()
             .map(|held| held.iter().copied().collect()),
     };
-    let mut response = sync::pull(
-        &services.storage,
-        &tenant,
-        &request,
-        pushed.acked,
-        pushed.rejected,
-        &view,
-    )
-    .await?;
-    // Refused changes are durable in quarantine: the device hears why, and stops
-    // sending them.
-    response.rejected.extend(refused);
-    services
-        .metrics
-        .changes_accepted
-        .inc_by(pushed.accepted as u64);
-    services
-        .metrics
-        .changes_rejected
-        .inc_by(response.rejected.len() as u64);
-    // A re-sent change adds nothing: live sockets and the compactor hear only of
-    // real news (and of a re-indexed journey: its crew may have changed). The
-    // changes are durable and acknowledged whatever happens here.
-    if pushed.appended.new_changes > 0 || !rescoped.is_empty() {
-        let journeys: Vec<_> = journeys.into_iter().collect();
-        services.compactor.touched(&tenant, &journeys);
-        let mut reach = services.scopes.reach(&tenant, &journeys).await?;
-        // The crews before a re-index hear of it too: an unassigned device drops it.
-        for heard in rescoped {
-            match reach.iter_mut().find(|r| r.journey == heard.journey) {
-                Some(filed) => {
-                    filed.crew.extend(heard.crew);
-                    filed.crew.sort();
-                    filed.crew.dedup();
-                }
-                None => reach.push(heard),
-            }
-        }
-        if reach.len() < journeys.len() {
-            // A journey not indexed yet: who may hear of it is unknown, so every
-            // socket of the tenant hears of the new head (without journey ids).
-            reach.clear();
-        }
-        services.notifier.committed(Notice {
-            tenant: tenant.clone(),
-            head: pushed.appended.head,
-            journeys: reach,
-        });
-    }
+    let response = sync::pull(&services.storage, &tenant, &request, acked, rejected, &view).await?;
 
     let encoded = wire::encode(&response);
     services

@@ -8,109 +8,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
 use chrono::{Days, NaiveDate, Utc};
-use crewsync_core::ids::{ClientId, JourneyId, LocationId};
+use crewsync_core::ids::JourneyId;
 use crewsync_core::model::{NewJourney, Role};
 use crewsync_core::sync::engine::{self, Limits};
-use crewsync_core::sync::runtime::{Backoff, SyncClient};
-use crewsync_core::{DeviceStore, StoreOptions};
-use crewsync_server::directory::{LocationRecord, UserRecord};
-use crewsync_server::storage::Storage;
-use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
+use crewsync_core::sync::runtime::Backoff;
+use crewsync_server::directory::LocationRecord;
+use crewsync_server::testing::TestTenant;
 
-struct Backend {
-    storage: Arc<dyn Storage>,
-    tenant: TestTenant,
-    _db: Option<EmbeddedTestDb>,
-}
-
-impl Backend {
-    async fn embedded() -> Self {
-        let db = EmbeddedTestDb::create(ClientId::new(), LocationId::new())
-            .await
-            .unwrap();
-        Self {
-            storage: Arc::clone(&db.storage),
-            tenant: db.tenant.clone(),
-            _db: Some(db),
-        }
-    }
-
-    async fn postgres(url: &str) -> Self {
-        let opened = crewsync_server::storage::open(Some(url), Path::new("."))
-            .await
-            .unwrap();
-        let tenant = TestTenant::create(opened.db, ClientId::new(), LocationId::new())
-            .await
-            .unwrap();
-        Self {
-            storage: opened.storage,
-            tenant,
-            _db: None,
-        }
-    }
-
-    async fn serve(&self) -> String {
-        let app = crewsync_server::app(crewsync_server::AppState {
-            storage: Arc::clone(&self.storage),
-            auth: Arc::clone(&self.tenant.auth),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
-    }
-}
-
-struct Device {
-    user: UserRecord,
-    store: Arc<DeviceStore>,
-    sync: Arc<SyncClient>,
-    _dir: tempfile::TempDir,
-}
-
-impl Device {
-    async fn of(tenant: &TestTenant, user: &UserRecord, url: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            DeviceStore::open(dir.path().join("d.sqlite"), StoreOptions::default()).unwrap();
-        store.upsert_location(&tenant.device_location()).unwrap();
-        // Every location of the tenant, as the app learns them at sign-in.
-        for location in tenant
-            .auth
-            .directory
-            .locations(tenant.tenant)
-            .await
-            .unwrap()
-        {
-            store
-                .upsert_location(&crewsync_core::model::Location {
-                    id: location.id,
-                    client_id: tenant.tenant,
-                    name: location.name,
-                    timezone: location.timezone,
-                })
-                .unwrap();
-        }
-        let tokens = tenant.sign_in_user(user, store.device_id()).await.unwrap();
-        store.save_sign_in(&tokens, true).unwrap();
-        let sync = SyncClient::new(Arc::clone(&store), url).unwrap();
-        Self {
-            user: user.clone(),
-            store,
-            sync,
-            _dir: dir,
-        }
-    }
-
-    fn holds(&self) -> BTreeSet<JourneyId> {
-        self.store.journey_ids().unwrap().into_iter().collect()
-    }
-}
+use common::{Backend, Device};
 
 fn journey_at(tenant: &TestTenant, location: &LocationRecord, date: NaiveDate) -> NewJourney {
     NewJourney {
