@@ -9,14 +9,17 @@
 //! Routes: `GET /health`, `GET /ready`, `GET /metrics` (operators, no token);
 //! `POST /v1/auth/sign-in`, `POST /v1/auth/refresh`; and with a bearer token
 //! (see [`auth::http::Principal`]): `POST /v1/auth/sign-out`, `GET /v1/me`,
-//! `POST /v1/sync`, `GET /v1/live` (WebSocket). A request's tenant is always the
-//! one its token names.
+//! `POST /v1/sync`, `GET /v1/live` (WebSocket), and for the ADMIN role the admin
+//! API under `/v1/admin` (see [`admin`]). A request's tenant is always the one its
+//! token names. Sign-in, sync and the live upgrade are rate limited ([`limits`]).
 
+pub mod admin;
 pub mod auth;
 pub mod checks;
 pub mod compaction;
 pub mod config;
 pub mod directory;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod seed;
@@ -45,6 +48,7 @@ use serde::Serialize;
 use crate::auth::http::{AuthService, Principal};
 use crate::compaction::Compactor;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::live::{LiveHub, Notice, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
 use crate::storage::{Storage, StorageError};
@@ -76,6 +80,8 @@ pub struct Services {
     pub compactor: Compactor,
     /// Largest sync request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Rate limits on sign-in, sync and live upgrades.
+    pub limits: Arc<Limits>,
 }
 
 impl Services {
@@ -99,6 +105,7 @@ impl Services {
             metrics,
             compactor,
             max_body_bytes: config.max_body_bytes,
+            limits: Arc::new(Limits::new(&config.limits())),
         })
     }
 
@@ -194,13 +201,20 @@ pub fn app(state: AppState) -> Router {
 /// The whole HTTP surface over `services`.
 pub fn router(services: Services) -> Router {
     let metrics = Arc::clone(&services.metrics);
+    let sync_gate = middleware::from_fn_with_state(services.clone(), limits::sync_gate);
+    let sign_in_gate = middleware::from_fn_with_state(services.clone(), limits::sign_in_gate);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/sync", post(sync_endpoint))
-        .route("/v1/live", get(live_endpoint))
+        .route(
+            "/v1/sync",
+            post(sync_endpoint).route_layer(sync_gate.clone()),
+        )
+        .route("/v1/live", get(live_endpoint).route_layer(sync_gate))
         .route("/metrics", get(metrics::endpoint))
-        .merge(auth::http::routes())
+        .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
+        .merge(auth::http::session_routes())
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
@@ -269,7 +283,11 @@ impl Server {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let served = axum::serve(listener, self.router())
+        // The peer address is the sign-in limit's client IP.
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 closing.close();

@@ -183,6 +183,7 @@ async fn fast_ping_services() -> common::TestServices {
         notifier: Notifier::local(hub),
         metrics,
         max_body_bytes: crewsync_server::MAX_BODY_BYTES,
+        limits: Arc::clone(&test.services.limits),
     };
     test
 }
