@@ -6,8 +6,15 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crewsync_core::model::Role;
+
 use crate::MAX_BODY_BYTES;
 use crate::compaction::DEFAULT_COMPACT_AFTER;
+use crate::limits::{
+    DEFAULT_SIGN_IN_PER_ACCOUNT, DEFAULT_SIGN_IN_PER_DEVICE, DEFAULT_SIGN_IN_PER_IP,
+    DEFAULT_SIGN_IN_PER_TENANT, DEFAULT_SYNC_PER_DEVICE, DEFAULT_SYNC_PER_TENANT, LimitConfig,
+    RateLimit,
+};
 
 /// Seconds between keep-alive pings on a live socket, unless configured.
 pub const DEFAULT_LIVE_PING_SECS: u64 = 20;
@@ -68,6 +75,30 @@ pub struct Config {
     /// … to this many days ahead (sync scopes; see ARCHITECTURE.md).
     #[arg(long, env = "CREWSYNC_SCOPE_DAYS_AHEAD", default_value_t = crate::scope::Window::default().days_ahead)]
     pub scope_days_ahead: u32,
+
+    /// Sign-in attempts per client IP (`N/s`, `N/min` or `N/h`); past it, 429.
+    #[arg(long, env = "CREWSYNC_SIGN_IN_LIMIT_PER_IP", default_value_t = DEFAULT_SIGN_IN_PER_IP)]
+    pub sign_in_limit_per_ip: RateLimit,
+
+    /// Sign-in attempts per account (email).
+    #[arg(long, env = "CREWSYNC_SIGN_IN_LIMIT_PER_ACCOUNT", default_value_t = DEFAULT_SIGN_IN_PER_ACCOUNT)]
+    pub sign_in_limit_per_account: RateLimit,
+
+    /// Sign-in attempts per device.
+    #[arg(long, env = "CREWSYNC_SIGN_IN_LIMIT_PER_DEVICE", default_value_t = DEFAULT_SIGN_IN_PER_DEVICE)]
+    pub sign_in_limit_per_device: RateLimit,
+
+    /// Sign-in attempts per tenant.
+    #[arg(long, env = "CREWSYNC_SIGN_IN_LIMIT_PER_TENANT", default_value_t = DEFAULT_SIGN_IN_PER_TENANT)]
+    pub sign_in_limit_per_tenant: RateLimit,
+
+    /// Sync requests and live upgrades per device.
+    #[arg(long, env = "CREWSYNC_SYNC_LIMIT_PER_DEVICE", default_value_t = DEFAULT_SYNC_PER_DEVICE)]
+    pub sync_limit_per_device: RateLimit,
+
+    /// Sync requests and live upgrades per tenant.
+    #[arg(long, env = "CREWSYNC_SYNC_LIMIT_PER_TENANT", default_value_t = DEFAULT_SYNC_PER_TENANT)]
+    pub sync_limit_per_tenant: RateLimit,
 }
 
 /// What to do instead of serving.
@@ -76,6 +107,61 @@ pub enum Command {
     /// Loads the seed's demo tenants (LGM: 43 locations, 50 users; and a second,
     /// small tenant) into the configured database, then exits. Idempotent.
     Seed,
+    /// Manages a tenant's users without a token (for operators), then exits.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// `crewsync-server user …`: the admin API's user operations for operators.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum UserCommand {
+    /// Adds an active user. The password comes from CREWSYNC_USER_PASSWORD (or
+    /// --password, which other local users can see in the process list).
+    Add {
+        /// The tenant's slug (e.g. `lgm`) or id.
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// ADMIN, DISPATCHER, DRIVER, MOVER, MANAGER or AUDITOR.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// The location's name (e.g. HAMILTON) or id.
+        #[arg(long)]
+        location: String,
+        #[arg(long, env = "CREWSYNC_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+    /// Deactivates a user and ends all their sessions: their devices are refused
+    /// at their next contact.
+    Deactivate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Lets a deactivated user sign in again.
+    Reactivate {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// Lists the tenant's users.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.trim().to_uppercase().parse().map_err(|_| {
+        format!("unknown role {text:?}: one of ADMIN, DISPATCHER, DRIVER, MOVER, MANAGER, AUDITOR")
+    })
 }
 
 impl Default for Config {
@@ -91,6 +177,12 @@ impl Default for Config {
             no_demo_seed: false,
             scope_days_back: crate::scope::Window::default().days_back,
             scope_days_ahead: crate::scope::Window::default().days_ahead,
+            sign_in_limit_per_ip: DEFAULT_SIGN_IN_PER_IP,
+            sign_in_limit_per_account: DEFAULT_SIGN_IN_PER_ACCOUNT,
+            sign_in_limit_per_device: DEFAULT_SIGN_IN_PER_DEVICE,
+            sign_in_limit_per_tenant: DEFAULT_SIGN_IN_PER_TENANT,
+            sync_limit_per_device: DEFAULT_SYNC_PER_DEVICE,
+            sync_limit_per_tenant: DEFAULT_SYNC_PER_TENANT,
         }
     }
 }
@@ -112,6 +204,18 @@ impl Config {
         crate::scope::Window {
             days_back: self.scope_days_back,
             days_ahead: self.scope_days_ahead,
+        }
+    }
+
+    /// The rate limits the flags set.
+    pub fn limits(&self) -> LimitConfig {
+        LimitConfig {
+            sign_in_per_ip: self.sign_in_limit_per_ip,
+            sign_in_per_account: self.sign_in_limit_per_account,
+            sign_in_per_device: self.sign_in_limit_per_device,
+            sign_in_per_tenant: self.sign_in_limit_per_tenant,
+            sync_per_device: self.sync_limit_per_device,
+            sync_per_tenant: self.sync_limit_per_tenant,
         }
     }
 
@@ -159,8 +263,68 @@ mod tests {
             "5",
             "--compact-after",
             "64",
+            "--sync-limit-per-device",
+            "30/s",
         ])
         .unwrap();
+        assert_eq!(config.limits().sync_per_device.to_string(), "30/s");
+        assert_eq!(
+            Config::try_parse_from(["crewsync-server"])
+                .unwrap()
+                .limits(),
+            Config::default().limits(),
+            "clap's defaults and Default agree"
+        );
+        assert!(
+            Config::try_parse_from(["crewsync-server", "--sign-in-limit-per-ip", "0/min"]).is_err()
+        );
+        let add = Config::try_parse_from([
+            "crewsync-server",
+            "user",
+            "add",
+            "--tenant",
+            "lgm",
+            "--email",
+            "a@b.example",
+            "--name",
+            "A",
+            "--role",
+            "driver",
+            "--location",
+            "HAMILTON",
+            "--password",
+            "long enough",
+        ])
+        .unwrap();
+        assert!(matches!(
+            add.command,
+            Some(Command::User {
+                command: UserCommand::Add {
+                    role: Role::Driver,
+                    ..
+                }
+            })
+        ));
+        assert!(
+            Config::try_parse_from([
+                "crewsync-server",
+                "user",
+                "add",
+                "--tenant",
+                "lgm",
+                "--email",
+                "a@b",
+                "--name",
+                "A",
+                "--role",
+                "BOSS",
+                "--location",
+                "X",
+                "--password",
+                "p",
+            ])
+            .is_err()
+        );
         assert_eq!(config.listen.port(), 9000);
         assert!(config.is_postgres());
         assert_eq!(config.max_body_bytes, 1024);

@@ -9,9 +9,11 @@
 //! Routes: `GET /health`, `GET /ready`, `GET /metrics` (operators, no token);
 //! `POST /v1/auth/sign-in`, `POST /v1/auth/refresh`; and with a bearer token
 //! (see [`auth::http::Principal`]): `POST /v1/auth/sign-out`, `GET /v1/me`,
-//! `POST /v1/sync`, `GET /v1/live` (WebSocket). A request's tenant is always the
-//! one its token names.
+//! `POST /v1/sync`, `GET /v1/live` (WebSocket), and for the ADMIN role the admin
+//! API under `/v1/admin` (see [`admin`]). A request's tenant is always the one its
+//! token names. Sign-in, sync and the live upgrade are rate limited ([`limits`]).
 
+pub mod admin;
 pub mod auth;
 pub mod checks;
 pub mod compaction;
@@ -19,6 +21,7 @@ pub mod config;
 pub mod directory;
 pub mod dispatch;
 pub mod intake;
+pub mod limits;
 pub mod live;
 pub mod metrics;
 pub mod scope;
@@ -49,6 +52,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::auth::http::{AuthService, Principal};
 use crate::compaction::Compactor;
 use crate::config::Config;
+use crate::limits::Limits;
 use crate::live::{LiveHub, Notifier, PgFanout};
 use crate::metrics::{Metrics, MetricsError};
 use crate::scope::{Scope, ScopeIndex};
@@ -85,6 +89,8 @@ pub struct Services {
     pub scopes: ScopeIndex,
     /// The date window of crew members' scopes.
     pub window: scope::Window,
+    /// Rate limits on sign-in, sync and live upgrades.
+    pub limits: Arc<Limits>,
 }
 
 impl Services {
@@ -111,6 +117,7 @@ impl Services {
             metrics,
             compactor,
             max_body_bytes: config.max_body_bytes,
+            limits: Arc::new(Limits::new(&config.limits())),
         })
     }
 
@@ -238,11 +245,16 @@ pub fn router(services: Services) -> Router {
         .merge(dispatch::routes())
         .split_for_parts();
     let api = Arc::new(api);
+    let sync_gate = middleware::from_fn_with_state(services.clone(), limits::sync_gate);
+    let sign_in_gate = middleware::from_fn_with_state(services.clone(), limits::sign_in_gate);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/sync", post(sync_endpoint))
-        .route("/v1/live", get(live_endpoint))
+        .route(
+            "/v1/sync",
+            post(sync_endpoint).route_layer(sync_gate.clone()),
+        )
+        .route("/v1/live", get(live_endpoint).route_layer(sync_gate))
         .route("/metrics", get(metrics::endpoint))
         .route(
             "/openapi.json",
@@ -251,8 +263,10 @@ pub fn router(services: Services) -> Router {
                 async move { Json(api) }
             }),
         )
-        .merge(auth::http::routes())
         .merge(documented)
+        .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
+        .merge(auth::http::session_routes())
+        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
@@ -358,7 +372,11 @@ impl Server {
                 tracing::debug!(error = %e, "cannot set TCP_NODELAY");
             }
         });
-        let served = axum::serve(listener, self.router())
+        // The peer address is the sign-in limit's client IP.
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 closing.close();

@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use crewsync_server::Server;
+use crewsync_server::admin::{self, AdminService};
+use crewsync_server::auth::sessions::Sessions;
 use crewsync_server::config::{Command, Config};
 use crewsync_server::directory::Directory;
 use crewsync_server::{seed, storage};
@@ -25,6 +27,19 @@ async fn main() -> ExitCode {
         }
     };
     let directory = Directory::new(opened.db.clone());
+    if let Some(Command::User { command }) = config.command.clone() {
+        let admin = AdminService::new(directory, Sessions::new(opened.db));
+        return match admin::command::run(&admin, command).await {
+            Ok(output) => {
+                println!("{output}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("crewsync-server user: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Seed) = config.command {
         return match seed::seed(&directory).await {
             Ok(seeded) => {

@@ -185,6 +185,7 @@ async fn fast_ping_services() -> common::TestServices {
         max_body_bytes: crewsync_server::MAX_BODY_BYTES,
         scopes: crewsync_server::scope::ScopeIndex::new(test.tenant.auth.directory.db().clone()),
         window: Default::default(),
+        limits: Arc::clone(&test.services.limits),
     };
     test
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -144,15 +144,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
         let auth = Arc::<AuthService>::from_ref(state);
-        let token = bearer(parts)?;
+        let token = bearer_token(&parts.headers, &parts.uri)?;
         authenticate(&auth, token).await
     }
 }
 
 /// The bearer token of a request (header, or `access_token` query parameter for
 /// WebSocket clients that cannot set headers).
-fn bearer(parts: &Parts) -> Result<&str, AuthError> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+pub fn bearer_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Result<&'a str, AuthError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value
             .to_str()
             .map_err(|_| AuthError::Token(TokenError::Malformed("header".into())))?;
@@ -161,9 +161,7 @@ fn bearer(parts: &Parts) -> Result<&str, AuthError> {
             .map(str::trim)
             .ok_or(AuthError::Token(TokenError::Missing));
     }
-    parts
-        .uri
-        .query()
+    uri.query()
         .and_then(|query| {
             query
                 .split('&')
@@ -230,8 +228,25 @@ where
     Arc<AuthService>: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
+    sign_in_routes().merge(session_routes())
+}
+
+/// `POST /v1/auth/sign-in` alone, so the server can put its rate limits on it.
+pub fn sign_in_routes<S>() -> Router<S>
+where
+    Arc<AuthService>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route("/v1/auth/sign-in", post(sign_in))
+}
+
+/// Refresh, sign-out and `GET /v1/me`.
+pub fn session_routes<S>() -> Router<S>
+where
+    Arc<AuthService>: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
-        .route("/v1/auth/sign-in", post(sign_in))
         .route("/v1/auth/refresh", post(refresh))
         .route("/v1/auth/sign-out", post(sign_out))
         .route("/v1/me", get(me))

@@ -6,6 +6,7 @@
 //! a Postgres pool or the embedded SQLite pools, and `on_db!` type-checks each
 //! body against both drivers.
 
+mod edits;
 mod records;
 
 use std::str::FromStr;
@@ -17,6 +18,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::types::Uuid;
 
+pub use edits::Edited;
 pub use records::{
     LocationRecord, MoveSourceRecord, StorageType, TenantRecord, UserRecord, UserStatus,
 };
