@@ -379,7 +379,7 @@ async fn after_retry_after_a_limited_device_is_served_again() {
             &env.base,
             &device.token,
             CONTENT_TYPE,
-            sync_body(&[change.clone()]),
+            sync_body(std::slice::from_ref(&change)),
         )
         .await;
         if status == 200 {
