@@ -895,3 +895,188 @@ async fn admin_api_on_postgres() {
         .unwrap();
     all(opened.storage, opened.db).await;
 }
+
+/// Runs the server binary's `user …` command on the embedded store in `dir`.
+async fn user_command(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_crewsync-server"))
+        .arg("user")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("CREWSYNC_DATABASE_URL")
+        .env("CREWSYNC_USER_PASSWORD", "operator-set")
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_command_manages_users_without_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let opened = storage::open(None, dir.path()).await.unwrap();
+    let a = TestTenant::create(opened.db.clone(), ClientId::new(), LocationId::new())
+        .await
+        .unwrap();
+    let b = TestTenant::create(opened.db.clone(), ClientId::new(), LocationId::new())
+        .await
+        .unwrap();
+    let slug = format!("test-{}", a.tenant);
+    let directory = Directory::new(opened.db.clone());
+
+    let (ok, out, err) = user_command(
+        dir.path(),
+        &[
+            "add",
+            "--tenant",
+            &slug,
+            "--email",
+            "Op@Test.example",
+            "--name",
+            "Olive Op",
+            "--role",
+            "driver",
+            "--location",
+            "hamilton",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("added "), "{out}");
+    let olive = directory
+        .user_by_email("op@test.example")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((olive.tenant, olive.role), (a.tenant, Role::Driver));
+    let hash = olive.password_hash.clone().unwrap();
+    assert!(crewsync_server::auth::password::verify("operator-set", &hash).unwrap());
+
+    // Bad input fails with a clear message and changes nothing.
+    let before = directory.users(a.tenant).await.unwrap();
+    for (args, message) in [
+        (
+            vec![
+                "add",
+                "--tenant",
+                &slug,
+                "--email",
+                "x@test.example",
+                "--name",
+                "X",
+                "--role",
+                "driver",
+                "--location",
+                "NOWHERE",
+            ],
+            "location \"NOWHERE\" not found",
+        ),
+        (
+            vec![
+                "add",
+                "--tenant",
+                &slug,
+                "--email",
+                "op@test.example",
+                "--name",
+                "X",
+                "--role",
+                "driver",
+                "--location",
+                "HAMILTON",
+            ],
+            "already exists",
+        ),
+        (
+            vec![
+                "add",
+                "--tenant",
+                "no-such-tenant",
+                "--email",
+                "y@test.example",
+                "--name",
+                "Y",
+                "--role",
+                "driver",
+                "--location",
+                "HAMILTON",
+            ],
+            "tenant \"no-such-tenant\" not found",
+        ),
+        // Another tenant's user cannot be reached through this tenant.
+        (
+            vec![
+                "deactivate",
+                "--tenant",
+                &slug,
+                "--email",
+                &b.user(Role::Driver).email,
+            ],
+            "not found",
+        ),
+    ] {
+        let (ok, _, err) = user_command(dir.path(), &args).await;
+        assert!(!ok, "{args:?}");
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
+    assert_eq!(directory.users(a.tenant).await.unwrap(), before);
+    assert_eq!(
+        directory
+            .user(b.tenant, b.user(Role::Driver).id)
+            .await
+            .unwrap()
+            .status,
+        crewsync_server::directory::UserStatus::Active
+    );
+
+    // Deactivation ends the user's sessions.
+    let sessions = crewsync_server::auth::sessions::Sessions::new(opened.db.clone());
+    sessions
+        .open(a.tenant, olive.id, DeviceId::new(), olive.location_id)
+        .await
+        .unwrap();
+    let (ok, out, err) = user_command(
+        dir.path(),
+        &[
+            "deactivate",
+            "--tenant",
+            &slug,
+            "--email",
+            "op@test.example",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("(1 sessions ended)"), "{out}");
+    assert!(sessions.open_sessions(a.tenant).await.unwrap().is_empty());
+    let (ok, out, _) = user_command(dir.path(), &["list", "--tenant", &a.tenant.to_string()]).await;
+    assert!(ok);
+    assert_eq!(out.lines().count(), 7, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("op@test.example") && l.contains("INACTIVE")),
+        "{out}"
+    );
+    let (ok, _, err) = user_command(
+        dir.path(),
+        &[
+            "reactivate",
+            "--tenant",
+            &slug,
+            "--email",
+            "op@test.example",
+        ],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(
+        directory.user(a.tenant, olive.id).await.unwrap().status,
+        crewsync_server::directory::UserStatus::Active
+    );
+}
