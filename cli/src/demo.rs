@@ -136,9 +136,13 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), DemoError> {
     office
         .store
         .set_truck_number(journey, Some("T-14".into()))?;
+    // The office plans the start time while the driver records the real one (a crew
+    // may not change the truck: only the office does that).
+    let planned = Timestamp::now();
+    office.store.set_times(journey, Some(planned), None)?;
     driver
         .store
-        .set_truck_number(journey, Some("T-12B".into()))?;
+        .set_times(journey, Some(Timestamp(planned.millis() + 600_000)), None)?;
     office.store.add_note(journey, "Gate code 4411")?;
     println!(
         "offline: driver {} changes, mover {} changes, dispatcher {} changes pending",
@@ -191,7 +195,7 @@ pub fn run(dir: Option<PathBuf>) -> Result<(), DemoError> {
         "pads",
     ];
     for (label, path) in [
-        ("truck_number", vec!["truck_number"]),
+        ("start_time", vec!["start_time"]),
         ("checklist 'pads'", pads.to_vec()),
     ] {
         let values = office.store.values_at(journey, &path)?;

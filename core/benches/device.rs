@@ -238,6 +238,21 @@ fn open_store(path: &Path) -> (std::sync::Arc<DeviceStore>, Location, ActiveUser
     (store, toronto, user)
 }
 
+/// The office creates a journey on the crew's tablet and puts `crew` on it (a crew
+/// may do neither), then hands the tablet back.
+fn crew_journey(store: &DeviceStore, location: &Location, crew: &ActiveUser) -> JourneyId {
+    store
+        .set_active_user(Some(ActiveUser {
+            user_id: UserId::new(),
+            role: Role::Dispatcher,
+        }))
+        .unwrap();
+    let journey = store.create_journey(&new_journey(location, day())).unwrap();
+    store.assign_crew(journey, crew.user_id, crew.role).unwrap();
+    store.set_active_user(Some(crew.clone())).unwrap();
+    journey
+}
+
 fn note_text(i: usize) -> String {
     format!("Item {i}: dresser, small scratch on the left side, customer informed")
 }
@@ -461,7 +476,7 @@ fn actions() {
     );
 
     // add_entry into a journey that grows from 0 to n_entries entries.
-    let journey = store.create_journey(&new_journey(&toronto, day())).unwrap();
+    let journey = crew_journey(&store, &toronto, &user);
     let (ours, base_full, base_normal) = interleaved(
         n_entries,
         |i| {
@@ -500,7 +515,7 @@ fn actions() {
     );
 
     // Checklist ticks in a day-sized journey (day_entries entries), on both sides.
-    let journey = store.create_journey(&new_journey(&toronto, day())).unwrap();
+    let journey = crew_journey(&store, &toronto, &user);
     for i in 0..day_entries {
         store
             .add_entry(journey, NewEntry::note(note_text(i)))
@@ -906,13 +921,26 @@ fn child_day(path: &Path) {
     let started = Instant::now();
     let gps_points = scaled(4_320);
     let entries = scaled(200);
-    let (store, toronto, _user) = open_store(path);
+    let (store, toronto, user) = open_store(path);
+    // The office creates the journey and assigns the crew on the tablet (the crew
+    // may do neither), then hands it to the driver for the day.
+    store
+        .set_active_user(Some(ActiveUser {
+            user_id: UserId::new(),
+            role: Role::Dispatcher,
+        }))
+        .unwrap();
     let journey = store.create_journey(&new_journey(&toronto, day())).unwrap();
     let mut actions = 1usize;
-    for role in [Role::Driver, Role::Mover, Role::Mover] {
-        store.assign_crew(journey, UserId::new(), role).unwrap();
+    for (crew, role) in [
+        (user.user_id, Role::Driver),
+        (UserId::new(), Role::Mover),
+        (UserId::new(), Role::Mover),
+    ] {
+        store.assign_crew(journey, crew, role).unwrap();
         actions += 1;
     }
+    store.set_active_user(Some(user.clone())).unwrap();
     store
         .set_times(journey, Some(Timestamp::now()), None)
         .unwrap();

@@ -63,6 +63,12 @@ pub enum Error {
     #[error("no active user: call set_active_user before writing")]
     NoActiveUser,
 
+    /// The acting user may not do this: the rules the server judges every pushed
+    /// change by (`core::policy`) refuse it, so the device refuses it first.
+    /// Nothing was written.
+    #[error("not allowed: {0}")]
+    NotAllowed(#[from] crate::policy::Denial),
+
     /// The device's disk is full. Nothing was written; the app should tell the crew.
     #[error("storage full: {0}")]
     StorageFull(String),

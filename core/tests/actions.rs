@@ -4,7 +4,7 @@
 mod common;
 
 use chrono::{TimeZone, Utc};
-use common::{day, device, new_journey, toronto};
+use common::{crew_journey, day, device, new_journey, toronto};
 use crewsync_core::Error;
 use crewsync_core::ids::{ActivityId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{
@@ -20,10 +20,8 @@ fn step(n: u8) -> StepNumber {
 fn a_crew_day_is_recorded_in_the_journey() {
     let d = device(Role::Driver);
     let s = &d.store;
-    let j = s.create_journey(&new_journey(&toronto(), day())).unwrap();
     let mover = UserId::new();
-    s.assign_crew(j, d.user.user_id, Role::Driver).unwrap();
-    s.assign_crew(j, mover, Role::Mover).unwrap();
+    let j = crew_journey(&d, &[(mover, Role::Mover)]);
     s.start_step(j, step(1)).unwrap();
     let checklist = s
         .add_checklist(
@@ -106,7 +104,7 @@ fn a_crew_day_is_recorded_in_the_journey() {
 fn invalid_actions_change_nothing() {
     let d = device(Role::Driver);
     let s = &d.store;
-    let j = s.create_journey(&new_journey(&toronto(), day())).unwrap();
+    let j = crew_journey(&d, &[]);
     s.advance_stage(j, Stage::Onsite).unwrap();
     s.start_step(j, step(1)).unwrap();
     s.complete_step(j, step(1)).unwrap();
@@ -153,8 +151,15 @@ fn invalid_actions_change_nothing() {
     check(s.complete_step(j, step(3)), &|e| {
         matches!(e, Error::StepNotStarted(_))
     });
-    check(s.approve_step(j, step(3), None), &|e| {
-        matches!(e, Error::StepNotCompleted(_))
+    // What the driver may not do is refused the same way (`Error::NotAllowed`).
+    check(s.approve_step(j, step(1), None), &|e| {
+        matches!(e, Error::NotAllowed(_))
+    });
+    check(s.set_truck_number(j, Some("T-99".into())), &|e| {
+        matches!(e, Error::NotAllowed(_))
+    });
+    check(s.unassign_crew(j, d.user.user_id), &|e| {
+        matches!(e, Error::NotAllowed(_))
     });
     check(
         s.set_checklist_item(j, step(2), checklist, "ceiling", true),
@@ -174,9 +179,19 @@ fn invalid_actions_change_nothing() {
     check(s.add_note(j, &"x".repeat(10_001)).map(|_| ()), &|e| {
         matches!(e, Error::InvalidInput(_))
     });
+    // The office's invalid actions, on the same tablet.
+    s.set_active_user(Some(crewsync_core::model::ActiveUser {
+        user_id: UserId::new(),
+        role: Role::Manager,
+    }))
+    .unwrap();
+    check(s.approve_step(j, step(3), None), &|e| {
+        matches!(e, Error::StepNotCompleted(_))
+    });
     check(s.unassign_crew(j, UserId::new()), &|e| {
         matches!(e, Error::NotAssigned(_))
     });
+    s.set_active_user(Some(d.user.clone())).unwrap();
     check(
         s.add_gps_points(
             j,
@@ -324,10 +339,7 @@ fn today_is_decided_by_the_location_timezone() {
 #[test]
 fn recorded_gps_fixes_are_durable_and_batched() {
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     let point = |i: i64| GpsPoint {
         lat: 43.6 + i as f64 * 1e-4,
         lon: -79.4,
@@ -343,7 +355,7 @@ fn recorded_gps_fixes_are_durable_and_batched() {
     assert_eq!(d.store.gps_track(j).unwrap().len(), 29);
     d.store.record_gps_point(j, point(29)).unwrap();
     assert_eq!(d.store.journey(j).unwrap().gps_point_count, 30);
-    assert_eq!(d.store.outbox_len().unwrap(), 2); // creation + one batch
+    assert_eq!(d.store.outbox_len().unwrap(), 3); // creation + assignment + one batch
 
     for i in 30..35 {
         d.store.record_gps_point(j, point(i)).unwrap();
@@ -365,10 +377,11 @@ fn recorded_gps_fixes_are_durable_and_batched() {
 #[test]
 fn buffered_fixes_keep_their_recorder_across_a_restart_and_a_new_user() {
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let second = crewsync_core::model::ActiveUser {
+        user_id: UserId::new(),
+        role: Role::Mover,
+    };
+    let j = crew_journey(&d, &[(second.user_id, second.role)]);
     for i in 0..3 {
         d.store
             .record_gps_point(
@@ -386,10 +399,6 @@ fn buffered_fixes_keep_their_recorder_across_a_restart_and_a_new_user() {
     let path = d.store.path().to_path_buf();
     drop(d.store);
     let store = crewsync_core::DeviceStore::open(&path, Default::default()).unwrap();
-    let second = crewsync_core::model::ActiveUser {
-        user_id: UserId::new(),
-        role: Role::Mover,
-    };
     store.set_active_user(Some(second.clone())).unwrap();
     store
         .record_gps_point(
@@ -410,10 +419,11 @@ fn buffered_fixes_keep_their_recorder_across_a_restart_and_a_new_user() {
         "nothing stranded in the buffer"
     );
     let outbox = store.outbox(10).unwrap();
-    let authors: Vec<_> = outbox[1..].iter().map(|e| e.author).collect();
+    // After the creation and the two assignments.
+    let authors: Vec<_> = outbox[3..].iter().map(|e| e.author).collect();
     assert_eq!(authors.len(), 2, "one batch per recorder");
     assert!(authors.contains(&d.user.user_id) && authors.contains(&second.user_id));
-    let messages: Vec<_> = outbox[1..]
+    let messages: Vec<_> = outbox[3..]
         .iter()
         .map(|e| {
             let change = automerge::Change::from_bytes(e.bytes.clone()).unwrap();

@@ -4,7 +4,8 @@
 mod common;
 
 use automerge::{ScalarValue, Value};
-use common::{day, device, exchange, new_journey, send, toronto};
+use common::{crew_journey, day, device, exchange, new_journey, send, toronto};
+use crewsync_core::Error;
 use crewsync_core::ids::UserId;
 use crewsync_core::model::{NewEntry, Role, Stage, StepNumber};
 use proptest::prelude::*;
@@ -26,6 +27,10 @@ fn concurrent_entries_and_notes_never_conflict() {
     let j = dispatcher
         .store
         .create_journey(&new_journey(&toronto(), day()))
+        .unwrap();
+    dispatcher
+        .store
+        .assign_crew(j, crew.user.user_id, Role::Driver)
         .unwrap();
     send(&dispatcher.store, &crew.store, j);
 
@@ -81,7 +86,8 @@ fn concurrent_entries_and_notes_never_conflict() {
 
 #[test]
 fn a_field_written_concurrently_keeps_every_value() {
-    let crew = device(Role::Driver);
+    // Two office roles: only the office changes the truck.
+    let manager = device(Role::Manager);
     let dispatcher = device(Role::Dispatcher);
     let j = dispatcher
         .store
@@ -96,26 +102,30 @@ fn a_field_written_concurrently_keeps_every_value() {
             vec!["pads".into(), "straps".into()],
         )
         .unwrap();
-    send(&dispatcher.store, &crew.store, j);
+    send(&dispatcher.store, &manager.store, j);
 
     dispatcher
         .store
         .set_truck_number(j, Some("T-7".into()))
         .unwrap();
-    crew.store.set_truck_number(j, Some("T-9".into())).unwrap();
+    manager
+        .store
+        .set_truck_number(j, Some("T-9".into()))
+        .unwrap();
     let step1 = StepNumber::new(1).unwrap();
     dispatcher
         .store
         .set_checklist_item(j, step1, checklist, "pads", true)
         .unwrap();
-    crew.store
+    manager
+        .store
         .set_checklist_item(j, step1, checklist, "pads", false)
         .unwrap();
-    exchange(&crew.store, &dispatcher.store, j);
+    exchange(&manager.store, &dispatcher.store, j);
 
-    let truck = crew.store.values_at(j, &["truck_number"]).unwrap();
+    let truck = manager.store.values_at(j, &["truck_number"]).unwrap();
     let mut seen: Vec<String> = truck.iter().map(text).collect();
-    let winner = crew.store.journey(j).unwrap().truck_number.unwrap();
+    let winner = manager.store.journey(j).unwrap().truck_number.unwrap();
     assert_eq!(
         seen[0], winner,
         "the first value is the one automerge shows"
@@ -136,19 +146,22 @@ fn a_field_written_concurrently_keeps_every_value() {
         "pads",
     ];
     assert_eq!(
-        crew.store.values_at(j, &path).unwrap().len(),
+        manager.store.values_at(j, &path).unwrap().len(),
         2,
         "both ticks stay inspectable"
     );
 
     // Later unrelated work on either side does not erase the losing values …
-    crew.store.add_entry(j, NewEntry::note("loading")).unwrap();
-    crew.store.advance_stage(j, Stage::EnRoute).unwrap();
+    manager
+        .store
+        .add_entry(j, NewEntry::note("loading"))
+        .unwrap();
+    manager.store.advance_stage(j, Stage::EnRoute).unwrap();
     dispatcher
         .store
         .assign_crew(j, UserId::new(), Role::Mover)
         .unwrap();
-    exchange(&crew.store, &dispatcher.store, j);
+    exchange(&manager.store, &dispatcher.store, j);
     assert_eq!(
         dispatcher
             .store
@@ -164,8 +177,8 @@ fn a_field_written_concurrently_keeps_every_value() {
         .store
         .set_truck_number(j, Some("T-8".into()))
         .unwrap();
-    exchange(&crew.store, &dispatcher.store, j);
-    let truck = crew.store.values_at(j, &["truck_number"]).unwrap();
+    exchange(&manager.store, &dispatcher.store, j);
+    let truck = manager.store.values_at(j, &["truck_number"]).unwrap();
     assert_eq!(truck.iter().map(text).collect::<Vec<_>>(), vec!["T-8"]);
 }
 
@@ -173,10 +186,7 @@ fn a_field_written_concurrently_keeps_every_value() {
 fn concurrent_advances_to_the_same_stage_keep_both_stamps() {
     let a = device(Role::Driver);
     let b = device(Role::Mover);
-    let j = a
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&a, &[(b.user.user_id, Role::Mover)]);
     send(&a.store, &b.store, j);
     a.store.advance_stage(j, Stage::EnRoute).unwrap();
     b.store.advance_stage(j, Stage::EnRoute).unwrap();
@@ -221,8 +231,11 @@ proptest! {
     /// does not matter: merging into a fresh replica in reverse order gives the same.
     #[test]
     fn replicas_converge_and_the_stage_never_regresses(ops in proptest::collection::vec(op(), 1..40)) {
-        let replicas = [device(Role::Driver), device(Role::Mover), device(Role::Dispatcher)];
+        // Each does what its role may: the office the truck, the driver the work,
+        // the auditor the audit; the rest is refused and changes nothing.
+        let replicas = [device(Role::Dispatcher), device(Role::Driver), device(Role::Auditor)];
         let j = replicas[0].store.create_journey(&new_journey(&toronto(), day())).unwrap();
+        replicas[0].store.assign_crew(j, replicas[1].user.user_id, Role::Driver).unwrap();
         for r in &replicas[1..] {
             send(&replicas[0].store, &r.store, j);
         }
@@ -236,11 +249,17 @@ proptest! {
                     }
                 }
                 Op::Entry { replica } => {
-                    replicas[replica].store.add_entry(j, NewEntry::note("x")).unwrap();
-                    entries += 1;
+                    match replicas[replica].store.add_entry(j, NewEntry::note("x")) {
+                        Ok(_) => entries += 1,
+                        Err(Error::NotAllowed(_)) => {}
+                        Err(e) => prop_assert!(false, "{e}"),
+                    }
                 }
                 Op::Truck { replica, truck } => {
-                    replicas[replica].store.set_truck_number(j, Some(format!("T-{truck}"))).unwrap();
+                    match replicas[replica].store.set_truck_number(j, Some(format!("T-{truck}"))) {
+                        Ok(()) | Err(Error::NotAllowed(_)) => {}
+                        Err(e) => prop_assert!(false, "{e}"),
+                    }
                 }
                 Op::Send { from, to } if from != to => {
                     let before = replicas[to].store.journey(j).unwrap().stage;

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{day, device, new_journey, toronto};
+use common::{crew_journey, day, device, toronto};
 use crewsync_core::model::{GpsPoint, NewEntry, Role, Stage, Timestamp};
 use crewsync_core::store::migrations::{LATEST_VERSION, migrations};
 use crewsync_core::{DeviceStore, Error, StoreOptions};
@@ -56,10 +56,7 @@ fn columns(conn: &Connection, table: &str) -> Vec<String> {
 fn upgraded_equals_fresh_from_every_earlier_version_with_data() {
     // A store at the latest version, with data in every kind of row.
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     d.store.advance_stage(j, Stage::EnRoute).unwrap();
     d.store
         .add_entry(j, NewEntry::note("packed the piano"))

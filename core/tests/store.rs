@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{day, device, device_with, new_journey, toronto};
+use common::{crew_journey, day, device, device_with, new_journey, toronto};
 use crewsync_core::model::{NewEntry, Role, Stage};
 use crewsync_core::{DeviceStore, Error, StoreOptions};
 
@@ -24,10 +24,7 @@ fn change_rows(store: &DeviceStore) -> i64 {
 #[test]
 fn reopening_restores_everything_under_a_fresh_actor() {
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     d.store
         .add_entry(j, NewEntry::note("before restart"))
         .unwrap();
@@ -67,10 +64,7 @@ fn compaction_folds_changes_into_a_snapshot_without_losing_any() {
             ..StoreOptions::default()
         },
     );
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     for i in 0..23 {
         d.store
             .add_entry(j, NewEntry::note(format!("entry {i}")))
@@ -82,7 +76,7 @@ fn compaction_folds_changes_into_a_snapshot_without_losing_any() {
     );
     assert_eq!(
         d.store.outbox_len().unwrap(),
-        24,
+        25,
         "compaction never touches the outbox"
     );
     let view = d.store.journey(j).unwrap();
@@ -194,29 +188,23 @@ fn malformed_change_bytes_are_refused_and_store_nothing() {
 #[test]
 fn the_outbox_clears_only_what_was_acknowledged() {
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     d.store.advance_stage(j, Stage::EnRoute).unwrap();
     d.store.add_entry(j, NewEntry::note("n")).unwrap();
     let outbox = d.store.outbox(10).unwrap();
-    assert_eq!(outbox.len(), 3);
+    assert_eq!(outbox.len(), 4); // creation, assignment, stage, entry
     assert!(
         outbox.windows(2).all(|w| w[0].seq < w[1].seq),
         "commit order"
     );
-    assert!(
-        outbox
-            .iter()
-            .all(|e| e.author == d.user.user_id && e.journey_id == j)
-    );
+    assert!(outbox[2..].iter().all(|e| e.author == d.user.user_id));
+    assert!(outbox.iter().all(|e| e.journey_id == j));
 
     assert_eq!(
         d.store
-            .acknowledge(&[outbox[0].hash, outbox[1].hash])
+            .acknowledge(&[outbox[0].hash, outbox[1].hash, outbox[2].hash])
             .unwrap(),
-        2
+        3
     );
     assert_eq!(
         d.store.acknowledge(&[outbox[0].hash]).unwrap(),
@@ -224,7 +212,7 @@ fn the_outbox_clears_only_what_was_acknowledged() {
         "a repeated ack is harmless"
     );
     let left = d.store.outbox(10).unwrap();
-    assert_eq!(left, vec![outbox[2].clone()]);
+    assert_eq!(left, vec![outbox[3].clone()]);
     assert_eq!(reopen(&d).outbox_len().unwrap(), 1);
     assert_eq!(
         d.store.list_journeys(toronto().id, day()).unwrap()[0].pending_changes,
@@ -235,10 +223,7 @@ fn the_outbox_clears_only_what_was_acknowledged() {
 #[test]
 fn threads_share_one_store_without_losing_writes() {
     let d = device(Role::Driver);
-    let j = d
-        .store
-        .create_journey(&new_journey(&toronto(), day()))
-        .unwrap();
+    let j = crew_journey(&d, &[]);
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let store = Arc::clone(&d.store);
@@ -256,6 +241,6 @@ fn threads_share_one_store_without_losing_writes() {
         t.join().unwrap();
     }
     assert_eq!(reopen(&d).journey(j).unwrap().entries.len(), 100);
-    assert_eq!(d.store.outbox_len().unwrap(), 101);
+    assert_eq!(d.store.outbox_len().unwrap(), 102);
     d.store.integrity_check().unwrap();
 }

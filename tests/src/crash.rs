@@ -59,6 +59,11 @@ pub fn user(index: usize) -> UserId {
     UserId::from_uuid(USERS[index % USERS.len()])
 }
 
+/// The dispatcher who creates the journey and assigns crew (the crews may not).
+pub fn dispatcher() -> UserId {
+    UserId::from_uuid(Uuid::from_u128(0x0192f1c4_0000_7000_8000_00000000d001))
+}
+
 pub fn journey_date() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 11, 24).unwrap_or_default()
 }

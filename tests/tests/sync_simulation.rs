@@ -45,6 +45,8 @@ enum Message {
 struct Sim {
     rng: StdRng,
     devices: Vec<Arc<DeviceStore>>,
+    /// Each device's user.
+    users: Vec<ActiveUser>,
     server: Arc<dyn Storage>,
     network: Vec<Message>,
     partitioned_until: [usize; DEVICES],
@@ -85,6 +87,13 @@ impl Sim {
             Role::Mover,
             Role::Manager,
         ];
+        let users: Vec<ActiveUser> = roles
+            .iter()
+            .map(|&role| ActiveUser {
+                user_id: UserId::new(),
+                role,
+            })
+            .collect();
         let devices = (0..DEVICES)
             .map(|i| {
                 let store = DeviceStore::open(
@@ -97,12 +106,7 @@ impl Sim {
                 )
                 .unwrap();
                 store.upsert_location(&location()).unwrap();
-                store
-                    .set_active_user(Some(ActiveUser {
-                        user_id: UserId::new(),
-                        role: roles[i],
-                    }))
-                    .unwrap();
+                store.set_active_user(Some(users[i].clone())).unwrap();
                 store
             })
             .collect();
@@ -112,6 +116,7 @@ impl Sim {
         Self {
             rng: StdRng::seed_from_u64(seed),
             devices,
+            users,
             server: Arc::new(MemoryStorage::new()),
             network: Vec::new(),
             partitioned_until: [0; DEVICES],
@@ -137,6 +142,12 @@ impl Sim {
                         steps_requiring_approval: vec![],
                     })
                     .unwrap();
+                // The crews get to work on it (once they have received this).
+                for user in &self.users {
+                    if matches!(user.role, Role::Driver | Role::Mover) {
+                        store.assign_crew(id, user.user_id, user.role).unwrap();
+                    }
+                }
                 self.journeys.push(id);
             }
             return;
@@ -166,8 +177,11 @@ impl Sim {
                 },
             ),
         };
+        // A crew may not change the truck, nor work before its assignment arrived.
         match result {
-            Ok(()) | Err(crewsync_core::Error::StageNotForward { .. }) => {}
+            Ok(())
+            | Err(crewsync_core::Error::StageNotForward { .. })
+            | Err(crewsync_core::Error::NotAllowed(_)) => {}
             Err(e) => panic!("device {device}: {e}"),
         }
     }

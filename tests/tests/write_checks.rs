@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, LocationId};
 use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::runtime::SyncClient;
-use crewsync_core::{DeviceStore, StoreOptions};
+use crewsync_core::{DeviceStore, Error, JourneyAction, StoreOptions};
 use crewsync_server::storage::QuarantineKind;
 use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 
@@ -79,15 +79,20 @@ async fn a_refused_change_is_reported_quarantined_and_kept_visible_without_wedgi
     office_sync.sync_now().await.unwrap();
     driver_sync.sync_now().await.unwrap();
 
-    // Offline, the driver's app lets through what only the office may do.
+    // Offline, a driver's app that does not enforce the rules lets through what
+    // only the office may do (an honest device refuses it: `device_policy`).
     driver
         .store
         .add_entry(journey, NewEntry::note("loaded the piano"))
         .unwrap();
-    driver
-        .store
-        .set_truck_number(journey, Some("T-STOLEN".into()))
-        .unwrap();
+    let steal = JourneyAction::SetTruckNumber {
+        truck_number: Some("T-STOLEN".into()),
+    };
+    assert!(matches!(
+        driver.store.apply(journey, &steal),
+        Err(Error::NotAllowed(_))
+    ));
+    driver.store.apply_unchecked(journey, &steal).unwrap();
     driver
         .store
         .add_entry(journey, NewEntry::note("after the truck change"))

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use permissions::{PermissionTable, RolePermission};
 
+use crate::ids::ClientId;
 use crate::model::{Role, Stage, StepNumber};
 
 /// One thing a change does to a journey.
@@ -73,6 +74,9 @@ pub enum Denial {
     NotOnCrew { role: Role },
     #[error("{0}")]
     Layout(String),
+    /// A journey is created only inside the writer's own tenant.
+    #[error("a journey of tenant {tenant} cannot be created by another tenant's user")]
+    OtherTenant { tenant: ClientId },
     /// Not a violation: the journey was audited; the change waits for review.
     #[error("the journey is audited: changes after the audit are held for review")]
     AfterAudit,

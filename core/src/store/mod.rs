@@ -7,6 +7,9 @@
 //! journey list so a list never waits behind a write. Loaded documents are kept in a
 //! small LRU cache under the writer lock.
 //!
+//! Every write is first put to the rules the server judges changes by (`permits`,
+//! `core::policy`): a refused action returns `Error::NotAllowed` and writes nothing.
+//!
 //! Every action returns only after its change is committed with `synchronous = FULL`
 //! (see `connection`). If persisting fails, the cached document, which already holds
 //! the change in memory, is dropped, so memory never runs ahead of disk.
@@ -17,6 +20,7 @@ mod documents;
 mod gps_buffer;
 pub mod migrations;
 mod outbox;
+mod permits;
 mod rejections;
 mod summary;
 
@@ -33,7 +37,6 @@ pub use self::accounts::Account;
 pub use self::outbox::OutboxEntry;
 pub use self::rejections::RejectedChange;
 use crate::document::actions::JourneyAction;
-use crate::document::origin::ChangeOrigin;
 use crate::document::{JourneyDocument, gps};
 use crate::error::{Error, Result};
 use crate::ids::{ActivityId, DeviceId, EntryId, JourneyId, LocationId, UserId};
@@ -41,7 +44,7 @@ use crate::model::{
     ActiveUser, ActivityKind, GpsPoint, Journey, JourneySummary, Location, NewEntry, NewJourney,
     Role, Stage, StepNumber, Timestamp,
 };
-use crate::policy::RolePermission;
+use crate::policy::{RolePermission, Touch};
 use crate::sync::auth::TokenResponse;
 
 /// Tunables; the defaults suit a phone.
@@ -315,10 +318,27 @@ impl DeviceStore {
         Ok(())
     }
 
-    /// Creates a journey at a known location.
+    /// Creates a journey at a known location, if the active user may (the office
+    /// roles, inside their own tenant).
     pub fn create_journey(&self, new: &NewJourney) -> Result<JourneyId> {
-        let origin = self.origin()?;
+        self.create_journey_as(new, true)
+    }
+
+    /// Test-only: creates a journey without asking the rules, as an app that does
+    /// not enforce them would (to show the server refuses what the device would).
+    #[cfg(feature = "testing")]
+    pub fn create_journey_unchecked(&self, new: &NewJourney) -> Result<JourneyId> {
+        self.create_journey_as(new, false)
+    }
+
+    fn create_journey_as(&self, new: &NewJourney, check: bool) -> Result<JourneyId> {
+        let user = self.require_active_user()?;
         let mut writer = self.lock_writer()?;
+        let acting = permits::acting(&writer.conn, &user, self.device_id)?;
+        if check {
+            permits::check_create(&acting, new)?;
+        }
+        let origin = acting.origin;
         let timezone = location_timezone(&writer.conn, new.location_id)?;
         if let Some(id) = new.id
             && documents::exists(&writer.conn, id)?
@@ -349,10 +369,21 @@ impl DeviceStore {
         Ok(id)
     }
 
-    /// Applies any action to a journey as one durable change.
+    /// Applies any action to a journey as one durable change, if the active user
+    /// may (`Error::NotAllowed` otherwise, with nothing written). An AUDITED
+    /// journey is refused outright: the server would only hold the change for
+    /// review, and the record stays as audited either way.
     pub fn apply(&self, journey: JourneyId, action: &JourneyAction) -> Result<()> {
-        let origin = self.origin()?;
-        self.commit(journey, action, &origin, |_| Ok(()))
+        let user = self.require_active_user()?;
+        self.commit(journey, action, &user, true, |_| Ok(()))
+    }
+
+    /// Test-only: applies an action without asking the rules, as an app that does
+    /// not enforce them would (to show the server refuses what the device would).
+    #[cfg(feature = "testing")]
+    pub fn apply_unchecked(&self, journey: JourneyId, action: &JourneyAction) -> Result<()> {
+        let user = self.require_active_user()?;
+        self.commit(journey, action, &user, false, |_| Ok(()))
     }
 
     pub fn advance_stage(&self, journey: JourneyId, to: Stage) -> Result<()> {
@@ -495,20 +526,28 @@ impl DeviceStore {
 
     /// Records one GPS fix durably. Fixes are folded into the journey document a batch
     /// at a time (`gps_batch_size`), so a day of fixes costs ~150 changes, not ~4,300.
+    /// The rules are asked here, when the fix is recorded: folding it later is only
+    /// the storage of work already allowed (see `fold_gps`).
     pub fn record_gps_point(&self, journey: JourneyId, point: GpsPoint) -> Result<()> {
         point.validate()?;
-        let user = self.require_active_user()?;
-        let pending = {
+        let active = self.require_active_user()?;
+        let (pending, user) = {
             let mut writer = self.lock_writer()?;
             if !documents::exists(&writer.conn, journey)? {
                 return Err(Error::UnknownJourney(journey.to_string()));
             }
-            let tx = writer
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let acting = permits::acting(&writer.conn, &active, self.device_id)?;
+            let Writer { conn, cache } = &mut *writer;
+            let cached = load_into(cache, conn, journey, &self.actor)?;
+            permits::check_touches(&acting, &cached.doc, &[Touch::Gps, Touch::Counts])?;
+            let user = ActiveUser {
+                user_id: acting.origin.user_id,
+                role: acting.origin.role,
+            };
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let pending = gps_buffer::push(&tx, journey, &user, &point)?;
             tx.commit()?;
-            pending
+            (pending, user)
         };
         if pending >= self.options.gps_batch_size {
             self.fold_gps(journey, Some(&user))?;
@@ -522,15 +561,18 @@ impl DeviceStore {
         self.fold_gps(journey, None)
     }
 
+    /// Folds buffered fixes, each batch in its recorder's name. Not checked again:
+    /// the fixes were allowed when recorded, and refusing them now (say the journey
+    /// was audited since) would either lose them or wedge every later sync, which
+    /// folds first. The server decides on them like on any change made offline.
     fn fold_gps(&self, journey: JourneyId, only: Option<&ActiveUser>) -> Result<()> {
         let batches = gps_buffer::pending(&self.lock_writer()?.conn, journey, only)?;
         for batch in batches {
-            let origin = self.origin_for(&batch.author);
             let action = JourneyAction::AddGpsBatch {
                 batch: EntryId::new(),
                 points: batch.points.clone(),
             };
-            self.commit(journey, &action, &origin, |tx| {
+            self.commit(journey, &action, &batch.author, false, |tx| {
                 gps_buffer::remove_through(tx, journey, &batch)
             })?;
         }
@@ -814,18 +856,26 @@ impl DeviceStore {
         }
     }
 
-    /// Applies `action` as `origin`, then persists the change together with whatever
-    /// `also` writes, in one transaction.
+    /// Applies `action` as `author` (asking the rules first when `check`), then
+    /// persists the change together with whatever `also` writes, in one transaction.
+    /// The check runs under the writer lock on the document the change is made to,
+    /// so no received change can slip in between the decision and the write.
     fn commit(
         &self,
         journey: JourneyId,
         action: &JourneyAction,
-        origin: &ChangeOrigin,
+        author: &ActiveUser,
+        check: bool,
         also: impl FnOnce(&Transaction<'_>) -> Result<()>,
     ) -> Result<()> {
         let mut writer = self.lock_writer()?;
         let Writer { conn, cache } = &mut *writer;
+        let acting = permits::acting(conn, author, self.device_id)?;
+        let origin = &acting.origin;
         let cached = load_into(cache, conn, journey, &self.actor)?;
+        if check {
+            permits::check_action(&acting, &cached.doc, action)?;
+        }
         let Some(change) = cached.doc.apply(action, origin, Timestamp::now())? else {
             return Ok(());
         };
@@ -851,18 +901,6 @@ impl DeviceStore {
             }
         }
         Ok(())
-    }
-
-    fn origin(&self) -> Result<ChangeOrigin> {
-        Ok(self.origin_for(&self.require_active_user()?))
-    }
-
-    fn origin_for(&self, user: &ActiveUser) -> ChangeOrigin {
-        ChangeOrigin {
-            user_id: user.user_id,
-            role: user.role,
-            device_id: self.device_id,
-        }
     }
 
     fn require_active_user(&self) -> Result<ActiveUser> {

@@ -71,3 +71,24 @@ pub fn exchange(a: &DeviceStore, b: &DeviceStore, journey: JourneyId) {
     send(a, b, journey);
     send(b, a, journey);
 }
+
+/// The office's part of a crew's day, on the crew's own tablet: a dispatcher
+/// creates a journey and puts `d`'s user (and `others`) on its crew — crews may do
+/// neither — then hands the tablet back. Leaves 2 + `others.len()` changes queued.
+pub fn crew_journey(d: &Device, others: &[(UserId, Role)]) -> JourneyId {
+    let office = ActiveUser {
+        user_id: UserId::new(),
+        role: Role::Dispatcher,
+    };
+    d.store.set_active_user(Some(office)).unwrap();
+    let j = d
+        .store
+        .create_journey(&new_journey(&toronto(), day()))
+        .unwrap();
+    d.store.assign_crew(j, d.user.user_id, d.user.role).unwrap();
+    for (user, role) in others {
+        d.store.assign_crew(j, *user, *role).unwrap();
+    }
+    d.store.set_active_user(Some(d.user.clone())).unwrap();
+    j
+}

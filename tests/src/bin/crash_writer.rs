@@ -3,10 +3,11 @@
 //!
 //! Usage: `crash_writer <store-path> <seed>`
 //!
-//! Opens the store, registers the location, sets the active user, creates the journey
-//! (or reuses the store's one), prints `journey <id>`, and then writes forever: entries,
-//! notes, GPS fixes, crew assignments, checklists and ticks, activities and user
-//! switches, chosen by a PRNG seeded from `<seed>`. After each call returns `Ok` it
+//! Opens the store, registers the location, creates the journey as the dispatcher (or
+//! reuses the store's one) with both crew members on it, prints `journey <id>`, and
+//! then writes forever as the crew: entries, notes, GPS fixes, crew assignments (the
+//! dispatcher's, for a moment), checklists and ticks, activities and user switches,
+//! chosen by a PRNG seeded from `<seed>`. After each call returns `Ok` it
 //! prints one line naming the write (see `crewsync_tests::crash::Ack`) and flushes
 //! stdout. Any error goes to stderr with a non-zero exit.
 //!
@@ -36,6 +37,9 @@ const ROLES: [Role; 6] = [
     Role::Manager,
     Role::Auditor,
 ];
+
+/// The roles of the two crew members who take turns (`crash::user(0)` and `(1)`).
+const CREW: [Role; 2] = [Role::Driver, Role::Mover];
 
 type BoxResult<T> = Result<T, Box<dyn Error>>;
 
@@ -98,15 +102,25 @@ fn run() -> BoxResult<()> {
 
     let store = DeviceStore::open(&path, crash::store_options())?;
     store.upsert_location(&crash::location())?;
+    // The dispatcher creates the journey and puts both crew members on it (again
+    // after a kill: assigning someone already assigned changes nothing); then the
+    // driver takes the tablet.
     store.set_active_user(Some(ActiveUser {
-        user_id: crash::user(0),
-        role: Role::Driver,
+        user_id: crash::dispatcher(),
+        role: Role::Dispatcher,
     }))?;
     let journey = match store.journey_ids()?.as_slice() {
         [] => store.create_journey(&crash::new_journey())?,
         [only] => *only,
         more => return Err(format!("expected at most one journey, found {}", more.len()).into()),
     };
+    for (index, role) in CREW.into_iter().enumerate() {
+        store.assign_crew(journey, crash::user(index), role)?;
+    }
+    store.set_active_user(Some(ActiveUser {
+        user_id: crash::user(0),
+        role: CREW[0],
+    }))?;
     // Fixes are identified by their device time, so continue after the last one stored.
     let last_gps = store
         .gps_track(journey)?
@@ -163,9 +177,19 @@ impl Writer {
                 Ack::Gps(at)
             }
             75..=81 => {
+                // The dispatcher takes the tablet for a moment: only the office
+                // assigns crew.
                 let user = UserId::new();
                 let role = ROLES[self.rng.below(ROLES.len() as u64) as usize];
+                self.store.set_active_user(Some(ActiveUser {
+                    user_id: crash::dispatcher(),
+                    role: Role::Dispatcher,
+                }))?;
                 self.store.assign_crew(j, user, role)?;
+                self.store.set_active_user(Some(ActiveUser {
+                    user_id: crash::user(self.acting),
+                    role: CREW[self.acting],
+                }))?;
                 Ack::Crew(user, role)
             }
             82..=93 => match self.checklist {
@@ -202,11 +226,7 @@ impl Writer {
             _ => {
                 self.acting = (self.acting + 1) % 2;
                 let user_id = crash::user(self.acting);
-                let role = if self.acting == 0 {
-                    Role::Driver
-                } else {
-                    Role::Mover
-                };
+                let role = CREW[self.acting];
                 self.store
                     .set_active_user(Some(ActiveUser { user_id, role }))?;
                 Ack::Switch(user_id)
