@@ -52,7 +52,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use automerge::sync::{Message as SyncMessage, State as SyncState, SyncDoc};
 use automerge::{Automerge, Change};
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, DeviceId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role};
 use crewsync_core::sync::auth::TokenResponse;
@@ -315,7 +314,7 @@ fn new_journey() -> NewJourney {
         id: None,
         client_id: location().client_id,
         location_id: location().id,
-        date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        date: chrono::Utc::now().date_naive(),
         truck_number: Some("T-12".into()),
         move_source_id: None,
         steps_requiring_approval: Vec::new(),

@@ -65,7 +65,7 @@ pub fn dispatcher() -> UserId {
 }
 
 pub fn journey_date() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 24).unwrap_or_default()
+    chrono::Utc::now().date_naive()
 }
 
 pub fn new_journey() -> NewJourney {

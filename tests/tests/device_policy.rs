@@ -22,7 +22,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use automerge::{Change, ChangeHash};
-use chrono::NaiveDate;
 use crewsync_core::ids::{ActivityId, ClientId, EntryId, JourneyId, LocationId, MediaId, UserId};
 use crewsync_core::model::{
     ActiveUser, ActivityKind, GpsPoint, Location, MediaKind, MediaRef, NewEntry, NewJourney, Role,
@@ -336,7 +335,7 @@ impl World {
                 id: None,
                 client_id,
                 location_id: self.location.id,
-                date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+                date: chrono::Utc::now().date_naive(),
                 truck_number: self.rng.random_bool(0.5).then(|| "T-1".to_owned()),
                 move_source_id: None,
                 steps_requiring_approval: vec![StepNumber::new(4).unwrap()],

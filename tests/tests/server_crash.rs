@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::auth::TokenResponse;
@@ -260,7 +259,7 @@ impl Crew {
                 id: None,
                 client_id: ClientId::parse(TENANT).unwrap(),
                 location_id: LocationId::parse(LOCATION).unwrap(),
-                date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+                date: chrono::Utc::now().date_naive(),
                 truck_number: Some("T-7".into()),
                 move_source_id: None,
                 steps_requiring_approval: vec![],

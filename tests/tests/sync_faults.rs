@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::middleware::Next;
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, EntryId, JourneyId, LocationId};
 use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::runtime::{Backoff, SyncClient, SyncConfig, SyncStatus};
@@ -436,7 +435,7 @@ fn new_journey(office: &DeviceStore, tenant: &TestTenant) -> (JourneyId, usize) 
             id: None,
             client_id: tenant_id(),
             location_id: location_id(),
-            date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            date: chrono::Utc::now().date_naive(),
             truck_number: None,
             move_source_id: None,
             steps_requiring_approval: vec![],

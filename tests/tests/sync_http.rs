@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, JourneyId, LocationId};
 use crewsync_core::model::{GpsPoint, NewEntry, NewJourney, Role, Stage, Timestamp};
 use crewsync_core::sync::runtime::{Backoff, SyncClient};
@@ -136,7 +135,7 @@ fn new_journey(tenant: &TestTenant) -> NewJourney {
         id: None,
         client_id: tenant.tenant,
         location_id: tenant.location.id,
-        date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        date: chrono::Utc::now().date_naive(),
         truck_number: Some("T-3".into()),
         move_source_id: None,
         steps_requiring_approval: vec![],

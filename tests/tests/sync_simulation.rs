@@ -12,7 +12,6 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use automerge::ChangeHash;
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{
     ActiveUser, GpsPoint, Location, NewEntry, NewJourney, Role, Stage, Timestamp,
@@ -136,7 +135,7 @@ impl Sim {
                         id: None,
                         client_id: location().client_id,
                         location_id: location().id,
-                        date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+                        date: chrono::Utc::now().date_naive(),
                         truck_number: Some("T-1".into()),
                         move_source_id: None,
                         steps_requiring_approval: vec![],

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use automerge::{Automerge, Change, ChangeHash};
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{ActiveUser, Location, NewEntry, NewJourney, Role, Stage};
 use crewsync_core::sync::engine::{self, Limits};
@@ -75,7 +74,7 @@ fn new_journey(location: &Location) -> NewJourney {
         id: None,
         client_id: location.client_id,
         location_id: location.id,
-        date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+        date: chrono::Utc::now().date_naive(),
         truck_number: Some("T-7".into()),
         move_source_id: None,
         steps_requiring_approval: vec![],

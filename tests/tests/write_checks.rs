@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
 use crewsync_core::ids::{ClientId, LocationId};
 use crewsync_core::model::{NewEntry, NewJourney, Role};
 use crewsync_core::sync::runtime::SyncClient;
@@ -64,7 +63,7 @@ async fn a_refused_change_is_reported_quarantined_and_kept_visible_without_wedgi
             id: None,
             client_id: tenant.tenant,
             location_id: tenant.location.id,
-            date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            date: chrono::Utc::now().date_naive(),
             truck_number: Some("T-1".into()),
             move_source_id: None,
             steps_requiring_approval: vec![],
@@ -186,7 +185,7 @@ async fn on_a_shared_device_each_users_work_goes_under_their_own_sign_in() {
             id: None,
             client_id: tenant.tenant,
             location_id: tenant.location.id,
-            date: NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            date: chrono::Utc::now().date_naive(),
             truck_number: Some("T-5".into()),
             move_source_id: None,
             steps_requiring_approval: vec![],

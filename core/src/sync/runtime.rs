@@ -11,7 +11,7 @@ use rand::Rng;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use super::auth::{Credentials, RefreshRequest, SignInRequest, TokenResponse};
+use super::auth::{Credentials, Me, RefreshRequest, SignInRequest, TokenResponse};
 use super::engine::{self, ExchangeReport, Limits};
 use super::wire::{self, CONTENT_TYPE, SyncRequest, SyncResponse};
 use crate::error::{Error, Result};
@@ -174,6 +174,35 @@ impl HttpTransport {
         let tokens: TokenResponse = self.post_json("/v1/auth/sign-in", &request).await?;
         self.set_tokens(Some(tokens.clone()));
         Ok(tokens)
+    }
+
+    /// `GET /v1/me`: who the tokens belong to, and the tenant's permission table.
+    pub async fn me(&self) -> Result<Me> {
+        let Some(current) = self.credentials() else {
+            return Err(Error::Unauthorized("no credentials: sign in first".into()));
+        };
+        let response = self
+            .client
+            .get(format!("{}/v1/me", self.base_url))
+            .bearer_auth(&current.access_token)
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.network_error(e))?;
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Error::Unauthorized(
+                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            ));
+        }
+        if !status.is_success() {
+            return Err(Error::Server {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
+            });
+        }
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::NetworkUnusable(format!("unreadable answer from /v1/me: {e}")))
     }
 
     /// Trades the refresh token for new tokens (the old one is then spent).
@@ -358,8 +387,22 @@ impl SyncClient {
     }
 
     async fn adopt(&self, tokens: TokenResponse, activate: bool) -> Result<()> {
+        let user = tokens.user.id;
         let store = Arc::clone(&self.store);
-        run_blocking(move || store.save_sign_in(&tokens, activate)).await
+        run_blocking(move || store.save_sign_in(&tokens, activate)).await?;
+        // The tenant's permission table, so the device refuses exactly what the
+        // server would. Without it the device judges by the default table; a
+        // later sign-in fetches it again.
+        match self.transport.me().await {
+            Ok(me) => {
+                let store = Arc::clone(&self.store);
+                run_blocking(move || store.set_account_permissions(user, &me.permissions)).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the permission table; using the defaults");
+                Ok(())
+            }
+        }
     }
 
     /// The tokens in use.
