@@ -241,12 +241,15 @@ pub fn app(state: AppState) -> Router {
 /// The whole HTTP surface over `services`.
 pub fn router(services: Services) -> Router {
     let metrics = Arc::clone(&services.metrics);
+    let sign_in_gate = middleware::from_fn_with_state(services.clone(), limits::sign_in_gate);
     let (documented, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(dispatch::routes())
+        .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
+        .merge(auth::http::session_routes())
+        .merge(admin::routes())
         .split_for_parts();
     let api = Arc::new(api);
     let sync_gate = middleware::from_fn_with_state(services.clone(), limits::sync_gate);
-    let sign_in_gate = middleware::from_fn_with_state(services.clone(), limits::sign_in_gate);
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -264,9 +267,6 @@ pub fn router(services: Services) -> Router {
             }),
         )
         .merge(documented)
-        .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
-        .merge(auth::http::session_routes())
-        .merge(admin::routes())
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)

@@ -896,6 +896,91 @@ async fn admin_api_on_postgres() {
     all(opened.storage, opened.db).await;
 }
 
+/// `GET /openapi.json` describes every admin route (tag `admin`, bearer token)
+/// and the four auth routes (tag `auth`), and every schema it refers to is in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_the_admin_and_auth_routes() {
+    let services = common::memory_services(crewsync_server::MAX_BODY_BYTES).await;
+    let base = serve_services(&services.services).await;
+    let (status, doc) = call(&base, Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, 200, "{doc}");
+    let paths = &doc["paths"];
+
+    let (user, location) = (UserId::new(), LocationId::new());
+    let routes = every_route(user, location, 0);
+    assert_eq!(routes.len(), 16);
+    for (method, path, body) in routes {
+        let template = path
+            .replace(&user.to_string(), "{id}")
+            .replace(&location.to_string(), "{id}");
+        let method = method.as_str().to_lowercase();
+        let operation = &paths[&template][&method];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not documented"
+        );
+        assert_eq!(operation["tags"], json!(["admin"]), "{method} {template}");
+        assert_eq!(
+            operation["security"],
+            json!([{ "bearer": [] }]),
+            "{method} {template}"
+        );
+        assert_eq!(
+            operation["requestBody"].is_object(),
+            body.is_some(),
+            "{method} {template}: request body documented iff it takes one"
+        );
+        for status in ["401", "403"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {template}: no {status}"
+            );
+        }
+        if template.contains("{id}") {
+            assert_eq!(operation["parameters"][0]["name"], "id", "{template}");
+            assert_eq!(operation["parameters"][0]["in"], "path", "{template}");
+            assert!(operation["responses"]["404"].is_object(), "{template}");
+        }
+    }
+
+    for (method, path, bearer) in [
+        ("post", "/v1/auth/sign-in", false),
+        ("post", "/v1/auth/refresh", false),
+        ("post", "/v1/auth/sign-out", true),
+        ("get", "/v1/me", true),
+    ] {
+        let operation = &paths[path][method];
+        assert!(operation.is_object(), "{method} {path} is not documented");
+        assert_eq!(operation["tags"], json!(["auth"]), "{method} {path}");
+        assert_eq!(operation["security"].is_array(), bearer, "{method} {path}");
+    }
+    assert!(paths["/v1/auth/sign-in"]["post"]["responses"]["429"].is_object());
+
+    // Every `$ref` resolves within the document.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    out.push(target);
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.contains(&"#/components/schemas/NewUser"), "{found:?}");
+    for target in found {
+        let name = target.strip_prefix("#/components/schemas/").unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{target} is not in the document"
+        );
+    }
+}
+
 /// Runs the server binary's `user …` command on the embedded store in `dir`.
 async fn user_command(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_crewsync-server"))

@@ -14,20 +14,25 @@
 //! The caller is checked first ([`Admin`]: a valid token of an active ADMIN, else
 //! 401/403), then the path, then the body, so a non-admin learns nothing from a
 //! request's shape.
+//!
+//! Every route is in the OpenAPI document (tag `admin`, bearer token): errors are
+//! [`ErrorBody`] JSON, except a refused token (401, and 403 for a deactivated
+//! user), which is plain text with `WWW-Authenticate` as on every route.
 
+use axum::Json;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use crewsync_core::ids::{LocationId, UserId};
 use crewsync_core::model::Role;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::api::{
-    Deactivated, LocationChange, NewLocation, NewMoveSource, NewUser, PermissionRows, TenantChange,
-    UserChange,
+    Deactivated, ErrorBody, LocationChange, NewLocation, NewMoveSource, NewUser, PermissionRows,
+    TenantChange, UserChange,
 };
 use super::{Actor, AdminError, AdminService};
 use crate::Services;
@@ -43,33 +48,18 @@ impl FromRef<Services> for AdminService {
     }
 }
 
-/// The admin API's routes.
-pub fn routes() -> Router<Services> {
-    Router::new()
-        .route("/v1/admin/users", get(list_users).post(create_user))
-        .route("/v1/admin/users/{id}", get(read_user).patch(change_user))
-        .route("/v1/admin/users/{id}/deactivate", post(deactivate_user))
-        .route("/v1/admin/users/{id}/reactivate", post(reactivate_user))
-        .route(
-            "/v1/admin/locations",
-            get(list_locations).post(create_location),
-        )
-        .route(
-            "/v1/admin/locations/{id}",
-            get(read_location).patch(change_location),
-        )
-        .route(
-            "/v1/admin/permissions",
-            get(read_permissions).put(replace_permissions),
-        )
-        .route(
-            "/v1/admin/move-sources",
-            get(list_move_sources).post(create_move_source),
-        )
-        .route(
-            "/v1/admin/settings",
-            get(read_settings).patch(change_settings),
-        )
+/// The admin API's routes, with their OpenAPI descriptions.
+pub fn routes() -> OpenApiRouter<Services> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users, create_user))
+        .routes(routes!(read_user, change_user))
+        .routes(routes!(deactivate_user))
+        .routes(routes!(reactivate_user))
+        .routes(routes!(list_locations, create_location))
+        .routes(routes!(read_location, change_location))
+        .routes(routes!(read_permissions, replace_permissions))
+        .routes(routes!(list_move_sources, create_move_source))
+        .routes(routes!(read_settings, change_settings))
 }
 
 /// A request by an active user with the ADMIN role (the directory's current role,
@@ -119,6 +109,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Body<T> {
 type Answer<T> = Result<Json<T>, AdminError>;
 type Created<T> = Result<(StatusCode, Json<T>), AdminError>;
 
+/// Lists the tenant's users.
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin",
+    responses(
+        (status = 200, description = "The tenant's users (`UserRecord`: id, tenant, location_id, name, email, role, status)", body = [Object]),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+    ),
+    security(("bearer" = [])))]
 async fn list_users(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -126,6 +127,21 @@ async fn list_users(
     Ok(Json(admin.users(&who).await?))
 }
 
+/// Adds an active user with a password.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "Created: the new active user (`UserRecord`)", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 409, description = "A user with this email already exists", body = ErrorBody),
+        (status = 422, description = "Unknown or missing fields, an empty name, a bad email, a password under 8 characters, or a location not the tenant's", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn create_user(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -137,6 +153,20 @@ async fn create_user(
     ))
 }
 
+/// Reads one of the tenant's users.
+#[utoipa::path(get, path = "/v1/admin/users/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user (`UserRecord`)", body = Object),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such user in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn read_user(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -145,6 +175,22 @@ async fn read_user(
     Ok(Json(admin.user(&who, UserId::from_uuid(id)).await?))
 }
 
+/// Changes a user's name, role or location.
+#[utoipa::path(patch, path = "/v1/admin/users/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    request_body = UserChange,
+    responses(
+        (status = 200, description = "The user as changed (`UserRecord`)", body = Object),
+        (status = 400, description = "The id is not a UUID, or the body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such user in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+        (status = 422, description = "Unknown fields, nothing to change, an empty name, a location not the tenant's, or an admin taking their own ADMIN role away", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn change_user(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -158,6 +204,21 @@ async fn change_user(
     ))
 }
 
+/// Deactivates a user and ends every session they have.
+#[utoipa::path(post, path = "/v1/admin/users/{id}/deactivate", tag = "admin",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "Deactivated: the user and how many of their sessions were ended", body = Deactivated),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such user in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+        (status = 422, description = "An admin deactivating themselves", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn deactivate_user(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -168,6 +229,20 @@ async fn deactivate_user(
     ))
 }
 
+/// Lets a deactivated user sign in again.
+#[utoipa::path(post, path = "/v1/admin/users/{id}/reactivate", tag = "admin",
+    params(("id" = Uuid, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user, active again (`UserRecord`); their old sessions stay ended", body = Object),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such user in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn reactivate_user(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -178,6 +253,17 @@ async fn reactivate_user(
     ))
 }
 
+/// Lists the tenant's locations.
+#[utoipa::path(get, path = "/v1/admin/locations", tag = "admin",
+    responses(
+        (status = 200, description = "The tenant's locations (`LocationRecord`: id, tenant, name, timezone, address, is_corporate, storage_type, customer_care, trucks, contact)", body = [Object]),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+    ),
+    security(("bearer" = [])))]
 async fn list_locations(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -185,6 +271,21 @@ async fn list_locations(
     Ok(Json(admin.locations(&who).await?))
 }
 
+/// Adds a location.
+#[utoipa::path(post, path = "/v1/admin/locations", tag = "admin",
+    request_body = NewLocation,
+    responses(
+        (status = 201, description = "Created: the new location (`LocationRecord`)", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 409, description = "A location with this name already exists", body = ErrorBody),
+        (status = 422, description = "Unknown or missing fields, an empty name or an unknown timezone", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn create_location(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -196,6 +297,20 @@ async fn create_location(
     ))
 }
 
+/// Reads one of the tenant's locations.
+#[utoipa::path(get, path = "/v1/admin/locations/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The location's id")),
+    responses(
+        (status = 200, description = "The location (`LocationRecord`)", body = Object),
+        (status = 400, description = "The id is not a UUID", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such location in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn read_location(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -204,6 +319,23 @@ async fn read_location(
     Ok(Json(admin.location(&who, LocationId::from_uuid(id)).await?))
 }
 
+/// Changes a location.
+#[utoipa::path(patch, path = "/v1/admin/locations/{id}", tag = "admin",
+    params(("id" = Uuid, Path, description = "The location's id")),
+    request_body = LocationChange,
+    responses(
+        (status = 200, description = "The location as changed (`LocationRecord`)", body = Object),
+        (status = 400, description = "The id is not a UUID, or the body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 404, description = "No such location in the caller's tenant (another tenant's reads the same)", body = ErrorBody),
+        (status = 409, description = "Another location already has this name", body = ErrorBody),
+        (status = 422, description = "Unknown fields, nothing to change, an empty name or an unknown timezone", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn change_location(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -217,6 +349,17 @@ async fn change_location(
     ))
 }
 
+/// Reads the tenant's role × step permission table.
+#[utoipa::path(get, path = "/v1/admin/permissions", tag = "admin",
+    responses(
+        (status = 200, description = "The tenant's permission table, one row per role and step", body = PermissionRows),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+    ),
+    security(("bearer" = [])))]
 async fn read_permissions(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -226,6 +369,20 @@ async fn read_permissions(
     }))
 }
 
+/// Replaces the whole permission table (all 24 rows).
+#[utoipa::path(put, path = "/v1/admin/permissions", tag = "admin",
+    request_body = PermissionRows,
+    responses(
+        (status = 200, description = "The table as stored", body = PermissionRows),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 422, description = "Unknown fields, a step not 1–4, two rows for one role and step, or a role and step missing (all 24 are needed)", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn replace_permissions(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -236,6 +393,17 @@ async fn replace_permissions(
     }))
 }
 
+/// Lists the tenant's move sources.
+#[utoipa::path(get, path = "/v1/admin/move-sources", tag = "admin",
+    responses(
+        (status = 200, description = "The tenant's move sources (`MoveSourceRecord`: id, tenant, name, description, is_active)", body = [Object]),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+    ),
+    security(("bearer" = [])))]
 async fn list_move_sources(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -243,6 +411,21 @@ async fn list_move_sources(
     Ok(Json(admin.move_sources(&who).await?))
 }
 
+/// Adds a move source.
+#[utoipa::path(post, path = "/v1/admin/move-sources", tag = "admin",
+    request_body = NewMoveSource,
+    responses(
+        (status = 201, description = "Created: the new move source (`MoveSourceRecord`)", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 409, description = "A move source with this name already exists", body = ErrorBody),
+        (status = 422, description = "Unknown or missing fields, or an empty name", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn create_move_source(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -254,6 +437,17 @@ async fn create_move_source(
     ))
 }
 
+/// Reads the tenant's own record and settings.
+#[utoipa::path(get, path = "/v1/admin/settings", tag = "admin",
+    responses(
+        (status = 200, description = "The tenant (`TenantRecord`: id, slug, name, industry, is_franchise, settings)", body = Object),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+    ),
+    security(("bearer" = [])))]
 async fn read_settings(
     State(admin): State<AdminService>,
     Admin(who): Admin,
@@ -261,6 +455,20 @@ async fn read_settings(
     Ok(Json(admin.settings(&who).await?))
 }
 
+/// Changes the tenant's name, industry, franchise flag or settings.
+#[utoipa::path(patch, path = "/v1/admin/settings", tag = "admin",
+    request_body = TenantChange,
+    responses(
+        (status = 200, description = "The tenant as changed (`TenantRecord`)", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token, or its session has ended (plain text)",
+            body = String, content_type = "text/plain",
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The caller is not an ADMIN (JSON), or is no longer active (plain text)",
+            content((ErrorBody = "application/json"), (String = "text/plain"))),
+        (status = 422, description = "Unknown fields, nothing to change, an empty name, or settings that are not a JSON object", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
 async fn change_settings(
     State(admin): State<AdminService>,
     Admin(who): Admin,

@@ -4,18 +4,23 @@
 //! `GET /v1/me`. A request's principal comes from its bearer token, and is checked
 //! against the database on every request: a revoked session or a deactivated user
 //! is refused at the device's next contact, whatever the token's expiry says.
+//!
+//! The routes are in the OpenAPI document (tag `auth`). Their bodies are core's
+//! types (`crewsync_core::sync::auth`), which carry no schema: the document shows
+//! them as objects with an example; errors are plain text.
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use crewsync_core::ids::{ClientId, DeviceId, LocationId, UserId};
 use crewsync_core::model::Role;
 use crewsync_core::sync::auth::{Me, RefreshRequest, SignInRequest, TokenResponse, UserView};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::password;
@@ -222,8 +227,9 @@ fn user_view(user: &UserRecord) -> UserView {
     }
 }
 
-/// The authentication routes over any state that holds an [`AuthService`].
-pub fn routes<S>() -> Router<S>
+/// The authentication routes over any state that holds an [`AuthService`], with
+/// their OpenAPI descriptions.
+pub fn routes<S>() -> OpenApiRouter<S>
 where
     Arc<AuthService>: FromRef<S>,
     S: Clone + Send + Sync + 'static,
@@ -232,24 +238,24 @@ where
 }
 
 /// `POST /v1/auth/sign-in` alone, so the server can put its rate limits on it.
-pub fn sign_in_routes<S>() -> Router<S>
+pub fn sign_in_routes<S>() -> OpenApiRouter<S>
 where
     Arc<AuthService>: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new().route("/v1/auth/sign-in", post(sign_in))
+    OpenApiRouter::new().routes(routes!(sign_in))
 }
 
 /// Refresh, sign-out and `GET /v1/me`.
-pub fn session_routes<S>() -> Router<S>
+pub fn session_routes<S>() -> OpenApiRouter<S>
 where
     Arc<AuthService>: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new()
-        .route("/v1/auth/refresh", post(refresh))
-        .route("/v1/auth/sign-out", post(sign_out))
-        .route("/v1/me", get(me))
+    OpenApiRouter::new()
+        .routes(routes!(refresh))
+        .routes(routes!(sign_out))
+        .routes(routes!(me))
 }
 
 /// Verified against when the email is unknown, so a wrong email costs the same
@@ -257,6 +263,25 @@ where
 static DUMMY_HASH: std::sync::LazyLock<Option<String>> =
     std::sync::LazyLock::new(|| password::hash("no such user").ok());
 
+/// `POST /v1/auth/sign-in`: opens a session for one user on one device.
+#[utoipa::path(post, path = "/v1/auth/sign-in", tag = "auth",
+    request_body(content = Object, description = "`SignInRequest`: email, password and the device's id",
+        example = json!({"email": "ann@example.com", "password": "correct horse", "device_id": "0190b4a2-6c1e-7c3a-9a51-2f0e8d1b4c77"})),
+    responses(
+        (status = 200, description = "Signed in: `TokenResponse`, an access token and a single-use refresh token", body = Object,
+            example = json!({"access_token": "eyJ…", "token_type": "Bearer", "expires_in": 900, "refresh_token": "…",
+                "session_id": "0190b4a2-6c1e-7c3a-9a51-2f0e8d1b4c78",
+                "user": {"id": "…", "tenant": "…", "location_id": "…", "name": "Ann", "email": "ann@example.com", "role": "DRIVER"}})),
+        (status = 400, description = "The body is not JSON", body = String),
+        (status = 401, description = "Wrong email or password", body = String,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The user is not active", body = String),
+        (status = 413, description = "The body is over 64 KiB", body = String),
+        (status = 415, description = "The body is not `application/json`", body = String),
+        (status = 422, description = "A field is missing or of the wrong type", body = String),
+        (status = 429, description = "Too many attempts from this address, for this account or tenant", body = String,
+            headers(("Retry-After" = u64, description = "Seconds until a retry may pass"))),
+    ))]
 async fn sign_in(
     State(auth): State<Arc<AuthService>>,
     Json(request): Json<SignInRequest>,
@@ -285,6 +310,19 @@ async fn sign_in(
     Ok(Json(token_response(&auth, &user, issued)?))
 }
 
+/// `POST /v1/auth/refresh`: the next access and refresh tokens for a session.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth",
+    request_body(content = Object, description = "`RefreshRequest`: the refresh token last issued",
+        example = json!({"refresh_token": "…"})),
+    responses(
+        (status = 200, description = "`TokenResponse`, as for sign-in; the refresh token given is spent", body = Object),
+        (status = 400, description = "The body is not JSON", body = String),
+        (status = 401, description = "Unknown, spent or expired refresh token, or the session has ended", body = String,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The user is not active", body = String),
+        (status = 415, description = "The body is not `application/json`", body = String),
+        (status = 422, description = "A field is missing or of the wrong type", body = String),
+    ))]
 async fn refresh(
     State(auth): State<Arc<AuthService>>,
     Json(request): Json<RefreshRequest>,
@@ -316,6 +354,15 @@ fn token_response(
     })
 }
 
+/// `POST /v1/auth/sign-out`: ends the token's session (its refresh token too).
+#[utoipa::path(post, path = "/v1/auth/sign-out", tag = "auth",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "No valid bearer token, or its session has ended", body = String,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The user is no longer active", body = String),
+    ),
+    security(("bearer" = [])))]
 async fn sign_out(
     State(auth): State<Arc<AuthService>>,
     principal: Principal,
@@ -326,6 +373,17 @@ async fn sign_out(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// `GET /v1/me`: who the token belongs to, and the tenant's permission table.
+#[utoipa::path(get, path = "/v1/me", tag = "auth",
+    responses(
+        (status = 200, description = "`Me`: the user, the session's id and the permission rows", body = Object,
+            example = json!({"user": {"id": "…", "tenant": "…", "location_id": "…", "name": "Ann", "email": "ann@example.com", "role": "DRIVER"},
+                "session_id": "…", "permissions": [{"role": "DRIVER", "step": 1, "can_view": true, "can_edit": true, "can_approve": false}]})),
+        (status = 401, description = "No valid bearer token, or its session has ended", body = String,
+            headers(("WWW-Authenticate" = String, description = "RFC 6750 `invalid_token` and why"))),
+        (status = 403, description = "The user is no longer active", body = String),
+    ),
+    security(("bearer" = [])))]
 async fn me(
     State(auth): State<Arc<AuthService>>,
     principal: Principal,
