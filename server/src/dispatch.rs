@@ -21,6 +21,7 @@ use chrono::{NaiveDate, Utc};
 use crewsync_core::document::JourneyDocument;
 use crewsync_core::ids::{DeviceId, JourneyId, LocationId, MoveSourceId, UserId};
 use crewsync_core::model::{Journey, NewJourney, Role, StepNumber, Timestamp};
+use crewsync_core::policy::{self, JourneyContext, Touch};
 use crewsync_core::sync::wire::{PROTOCOL_VERSION, SyncRequest, WireChange};
 use crewsync_core::{ChangeOrigin, JourneyAction};
 use serde::{Deserialize, Serialize};
@@ -146,6 +147,27 @@ async fn create_journey(
             "a dispatcher or manager creates journeys at their own location".into(),
         ));
     }
+    // The rules first, as a device does: a refused request is answered, not
+    // quarantined (it is no one's offline work).
+    let mut touches = vec![Touch::Create];
+    if body.truck_number.is_some() {
+        touches.push(Touch::TruckNumber);
+    }
+    if body.move_source_id.is_some() {
+        touches.push(Touch::MoveSource);
+    }
+    let context = JourneyContext {
+        creating: true,
+        stage: None,
+        on_crew: false,
+    };
+    let table = services
+        .auth
+        .directory
+        .permissions(principal.tenant)
+        .await?;
+    policy::check_all(principal.role, &table, &context, &touches)
+        .map_err(|denial| ApiError::Forbidden(denial.to_string()))?;
     let steps = body
         .steps_requiring_approval
         .iter()
@@ -416,7 +438,21 @@ async fn edit(
     journey: JourneyId,
     action: &JourneyAction,
 ) -> Result<Json<Journey>, ApiError> {
-    let Loaded { mut doc, .. } = load(services, principal, journey).await?;
+    let Loaded { mut doc, view } = load(services, principal, journey).await?;
+    // The rules first, as a device does: an edit that would change nothing is
+    // still not the caller's to make.
+    let table = services
+        .auth
+        .directory
+        .permissions(principal.tenant)
+        .await?;
+    let context = JourneyContext {
+        creating: false,
+        stage: Some(view.stage),
+        on_crew: view.crew.iter().any(|m| m.user_id == principal.user),
+    };
+    policy::check_all(principal.role, &table, &context, &action.touches())
+        .map_err(|denial| ApiError::Forbidden(denial.to_string()))?;
     let change = doc
         .apply(action, &origin(principal), Timestamp::now())
         .map_err(|e| ApiError::Invalid(e.to_string()))?;

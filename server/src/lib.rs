@@ -41,13 +41,13 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::serve::ListenerExt;
-use axum::{Json, Router, middleware};
+use axum::{Extension, Json, Router, middleware};
 use crewsync_core::sync::wire::{self, CONTENT_TYPE, WireError};
 use serde::Serialize;
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::http::{AuthService, Principal};
 use crate::compaction::Compactor;
@@ -138,7 +138,7 @@ impl FromRef<Services> for Arc<Metrics> {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,
     pub version: &'static str,
@@ -241,35 +241,42 @@ pub fn app(state: AppState) -> Router {
 /// The whole HTTP surface over `services`.
 pub fn router(services: Services) -> Router {
     let metrics = Arc::clone(&services.metrics);
+    let sync_gate = middleware::from_fn_with_state(services.clone(), limits::sync_gate);
     let sign_in_gate = middleware::from_fn_with_state(services.clone(), limits::sign_in_gate);
-    let (documented, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (documented, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health))
+        .routes(routes!(ready))
+        .routes(routes!(metrics::endpoint))
+        .routes(routes!(openapi_document))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(sync_endpoint))
+                .routes(routes!(live_endpoint))
+                .route_layer(sync_gate),
+        )
         .merge(dispatch::routes())
         .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
         .merge(auth::http::session_routes())
         .merge(admin::routes())
         .split_for_parts();
-    let api = Arc::new(api);
-    let sync_gate = middleware::from_fn_with_state(services.clone(), limits::sync_gate);
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .route(
-            "/v1/sync",
-            post(sync_endpoint).route_layer(sync_gate.clone()),
-        )
-        .route("/v1/live", get(live_endpoint).route_layer(sync_gate))
-        .route("/metrics", get(metrics::endpoint))
-        .route(
-            "/openapi.json",
-            get(move || {
-                let api = Arc::clone(&api);
-                async move { Json(api) }
-            }),
-        )
         .merge(documented)
+        .layer(Extension(Arc::new(api)))
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
+}
+
+/// `GET /openapi.json`: this document. Every route is registered through
+/// `utoipa_axum::routes!`, so the document lists them all (the route-table test
+/// relies on it).
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI 3 document", body = Object)))]
+async fn openapi_document(
+    Extension(api): Extension<Arc<utoipa::openapi::OpenApi>>,
+) -> Json<Arc<utoipa::openapi::OpenApi>> {
+    Json(api)
 }
 
 /// The OpenAPI document's frame; the routes add their paths (`utoipa_axum`).
@@ -397,6 +404,9 @@ impl Server {
     }
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Alive", body = Health)))]
 async fn health() -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -405,12 +415,27 @@ async fn health() -> Json<Health> {
 }
 
 /// Ready when the storage answers.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "The database does not answer"),
+    ))]
 async fn ready(State(services): State<Services>) -> Result<Json<Health>, ApiError> {
     services.storage.ping().await?;
     Ok(health().await)
 }
 
-/// `GET /v1/live`: a WebSocket that hears of every append to the tenant's log.
+/// `GET /v1/live`: a WebSocket that hears of appends to journeys in the caller's
+/// sync scope (JSON frames `{"head": n, "journeys": [...]}`).
+#[utoipa::path(get, path = "/v1/live", tag = "sync",
+    params(("access_token" = Option<String>, Query,
+        description = "The bearer token, for WebSocket clients that cannot set headers")),
+    responses(
+        (status = 101, description = "Switching to the WebSocket"),
+        (status = 401, description = "No valid token"),
+        (status = 429, description = "Over the device's or tenant's rate limit"),
+    ),
+    security(("bearer" = [])))]
 async fn live_endpoint(
     State(services): State<Services>,
     principal: Principal,
@@ -430,6 +455,20 @@ async fn live_endpoint(
         })
 }
 
+/// `POST /v1/sync`: push local changes, pull what the device missed (MessagePack
+/// `SyncRequest` → `SyncResponse`, see ARCHITECTURE.md).
+#[utoipa::path(post, path = "/v1/sync", tag = "sync",
+    request_body(content = Vec<u8>, content_type = "application/vnd.crewsync.sync+msgpack"),
+    responses(
+        (status = 200, description = "SyncResponse (MessagePack)",
+            content_type = "application/vnd.crewsync.sync+msgpack"),
+        (status = 400, description = "Malformed message or unsupported protocol version"),
+        (status = 401, description = "No valid token"),
+        (status = 413, description = "Body over the limit"),
+        (status = 415, description = "Wrong content type"),
+        (status = 429, description = "Over the device's or tenant's rate limit"),
+    ),
+    security(("bearer" = [])))]
 async fn sync_endpoint(
     State(services): State<Services>,
     principal: Principal,
