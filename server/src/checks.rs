@@ -22,14 +22,15 @@ use std::sync::Arc;
 use automerge::{ActorId, Change, ChangeHash};
 use crewsync_core::document::JourneyDocument;
 use crewsync_core::document::touches::touches_between;
-use crewsync_core::ids::JourneyId;
-use crewsync_core::policy::{self, Denial, JourneyContext, PermissionTable};
+use crewsync_core::ids::{JourneyId, LocationId};
+use crewsync_core::policy::{self, Denial, JourneyContext, PermissionTable, Touch};
 use crewsync_core::{ChangeMessage, Error as CoreError};
 
 use crewsync_core::sync::wire::{RejectedChange, SyncRequest, WireChange};
 
+use crate::audit::{ChangeAudit, ChangeFacts};
 use crate::auth::http::Principal;
-use crate::storage::{QuarantineKind, Quarantined, Storage, StorageError};
+use crate::storage::{QuarantineKind, Quarantined, Refused, Storage, StorageError};
 
 /// What happened to one pushed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,12 +43,17 @@ pub enum Verdict {
     Deferred,
 }
 
-/// A pushed change and its verdict.
+/// A pushed change and its verdict, with what the audit trail records of it.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub journey: JourneyId,
     pub change: Change,
     pub verdict: Verdict,
+    /// What it did, when it was applied (empty when refused before applying,
+    /// deferred, or already accepted).
+    pub touched: Vec<Touch>,
+    /// The journey's location, as its document names it.
+    pub location: Option<LocationId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,14 +144,15 @@ fn check_journey(
     let mut out = Vec::with_capacity(changes.len());
     for change in changes {
         let hash = change.hash();
-        let verdict = if doc.has_change(&hash) {
+        let (verdict, touched) = if doc.has_change(&hash) {
             // Already in the accepted journey (a re-send): acknowledge again.
-            Verdict::Accepted
+            (Verdict::Accepted, Vec::new())
         } else if let Some(reason) = refused_before_applying(&change, principal, &rejected) {
-            Verdict::Rejected(reason)
+            (Verdict::Rejected(reason), Vec::new())
         } else {
             judge(journey, &mut doc, &change, principal, table)?
         };
+        let location = location_of(&doc);
         match &verdict {
             Verdict::Accepted => accepted.push(change.clone()),
             Verdict::Rejected(_) | Verdict::AfterAudit => {
@@ -169,9 +176,16 @@ fn check_journey(
             journey,
             change,
             verdict,
+            touched,
+            location,
         });
     }
     Ok(out)
+}
+
+/// The journey's location, if the document has its header yet.
+fn location_of(doc: &JourneyDocument) -> Option<LocationId> {
+    doc.header().ok().map(|(_, location, _)| location)
 }
 
 /// The common case in one step: the whole push of a journey applied as one batch
@@ -204,6 +218,8 @@ fn check_whole(
     if changes.iter().any(|c| !doc.has_change(&c.hash())) {
         return Ok(None);
     }
+    let location = location_of(doc);
+    let mut out = Vec::with_capacity(changes.len());
     for change in changes {
         let creating = change.deps().is_empty();
         let touches = touches_between(doc.automerge(), change.deps(), &[change.hash()]);
@@ -217,17 +233,15 @@ fn check_whole(
         {
             return Ok(None);
         }
+        out.push(Checked {
+            journey,
+            change: change.clone(),
+            verdict: Verdict::Accepted,
+            touched: touches,
+            location,
+        });
     }
-    Ok(Some(
-        changes
-            .iter()
-            .map(|change| Checked {
-                journey,
-                change: change.clone(),
-                verdict: Verdict::Accepted,
-            })
-            .collect(),
-    ))
+    Ok(Some(out))
 }
 
 /// The rules' view of the journey before a change.
@@ -278,21 +292,22 @@ fn refused_before_applying(
     }
 }
 
-/// Applies one change to `doc` and decides on it from what it touched.
+/// Applies one change to `doc` and decides on it from what it touched (returned
+/// too, for the audit trail).
 fn judge(
     journey: JourneyId,
     doc: &mut JourneyDocument,
     change: &Change,
     principal: &Principal,
     table: &PermissionTable,
-) -> Result<Verdict, CheckError> {
+) -> Result<(Verdict, Vec<Touch>), CheckError> {
     let before = doc.heads();
     let creating = before.is_empty();
     let context = context_of(journey, doc, principal)?;
     doc.apply_changes(vec![change.clone()])
         .map_err(corrupt(journey))?;
     if !doc.has_change(&change.hash()) {
-        return Ok(Verdict::Deferred);
+        return Ok((Verdict::Deferred, Vec::new()));
     }
     let touches = touches_between(doc.automerge(), &before, &doc.heads());
     if creating {
@@ -301,20 +316,19 @@ fn judge(
         match doc.header() {
             Ok((client, _, _)) if client == principal.tenant => {}
             Ok((client, _, _)) => {
-                return Ok(Verdict::Rejected(format!(
-                    "the journey belongs to tenant {client}, not to the signed-in user's"
-                )));
+                let reason =
+                    format!("the journey belongs to tenant {client}, not to the signed-in user's");
+                return Ok((Verdict::Rejected(reason), touches));
             }
-            Err(e) => return Ok(Verdict::Rejected(format!("not a journey: {e}"))),
+            Err(e) => return Ok((Verdict::Rejected(format!("not a journey: {e}")), touches)),
         }
     }
-    Ok(
-        match policy::check_all(principal.role, table, &context, &touches) {
-            Ok(()) => Verdict::Accepted,
-            Err(Denial::AfterAudit) => Verdict::AfterAudit,
-            Err(denial) => Verdict::Rejected(denial.to_string()),
-        },
-    )
+    let verdict = match policy::check_all(principal.role, table, &context, &touches) {
+        Ok(()) => Verdict::Accepted,
+        Err(Denial::AfterAudit) => Verdict::AfterAudit,
+        Err(denial) => Verdict::Rejected(denial.to_string()),
+    };
+    Ok((verdict, touches))
 }
 
 /// Screens a sync request: its changes are checked; refused ones are quarantined
@@ -324,14 +338,16 @@ fn judge(
 /// rejects with its own reason — goes on to the exchange. A pushed document is
 /// unpacked like the exchange does (`sync::unpack`), so its changes are judged one
 /// by one; it goes on whole only if every one of them is accepted, otherwise its
-/// accepted changes go on one by one.
+/// accepted changes go on one by one. Also returns the audit facts of the accepted
+/// changes, for the exchange to append with them; refused ones are audited as
+/// they are quarantined.
 pub async fn screen(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     principal: &Principal,
     table: &PermissionTable,
     mut request: SyncRequest,
-) -> Result<(SyncRequest, Vec<RejectedChange>), CheckError> {
+) -> Result<(SyncRequest, Vec<RejectedChange>, ChangeFacts), CheckError> {
     /// A pushed entry and the hashes of the changes it holds.
     struct Entry {
         wire: WireChange,
@@ -359,9 +375,15 @@ pub async fn screen(
     let now = chrono::Utc::now().timestamp_millis();
     let mut quarantined = Vec::new();
     let mut rejected = Vec::new();
+    let mut facts = ChangeFacts::default();
     for item in &checked {
+        let audit = ChangeAudit::screened(&item.change, principal, item.location, &item.touched);
         let (kind, reason) = match &item.verdict {
-            Verdict::Accepted | Verdict::Deferred => continue,
+            Verdict::Accepted => {
+                facts.insert(item.change.hash(), audit);
+                continue;
+            }
+            Verdict::Deferred => continue,
             Verdict::Rejected(reason) => (QuarantineKind::Rejected, reason.clone()),
             Verdict::AfterAudit => (
                 QuarantineKind::AfterAudit,
@@ -373,15 +395,25 @@ pub async fn screen(
             hash: hash.clone(),
             reason: reason.clone(),
         });
-        quarantined.push(Quarantined {
-            journey: item.journey,
-            hash,
-            kind,
-            reason,
-            user: principal.user,
-            device: principal.device,
-            bytes: item.change.raw_bytes().to_vec(),
-            received_at: now,
+        let mut audit = audit;
+        if let Some(diff) = audit.diff.as_object_mut() {
+            diff.insert(
+                "reason".to_owned(),
+                serde_json::Value::String(reason.clone()),
+            );
+        }
+        quarantined.push(Refused {
+            change: Quarantined {
+                journey: item.journey,
+                hash,
+                kind,
+                reason,
+                user: principal.user,
+                device: principal.device,
+                bytes: item.change.raw_bytes().to_vec(),
+                received_at: now,
+            },
+            audit,
         });
     }
     storage.quarantine(tenant, &quarantined).await?;
@@ -405,5 +437,5 @@ pub async fn screen(
                 }));
         }
     }
-    Ok((request, rejected))
+    Ok((request, rejected, facts))
 }

@@ -9,9 +9,11 @@
 //! Routes: `GET /health`, `GET /ready`, `GET /metrics` (operators, no token);
 //! `POST /v1/auth/sign-in`, `POST /v1/auth/refresh`; and with a bearer token
 //! (see [`auth::http::Principal`]): `POST /v1/auth/sign-out`, `GET /v1/me`,
-//! `POST /v1/sync`, `GET /v1/live` (WebSocket). A request's tenant is always the
-//! one its token names.
+//! `POST /v1/sync`, `GET /v1/live` (WebSocket), and the audit trail
+//! (`GET /v1/journeys/{journey}/audit`, `GET /v1/audit`, `GET /v1/audit/verify`, see
+//! [`audit::http`]). A request's tenant is always the one its token names.
 
+pub mod audit;
 pub mod auth;
 pub mod checks;
 pub mod compaction;
@@ -201,6 +203,7 @@ pub fn router(services: Services) -> Router {
         .route("/v1/live", get(live_endpoint))
         .route("/metrics", get(metrics::endpoint))
         .merge(auth::http::routes())
+        .merge(audit::http::routes())
         .layer(DefaultBodyLimit::max(services.max_body_bytes))
         .layer(middleware::from_fn_with_state(metrics, metrics::track))
         .with_state(services)
@@ -359,7 +362,7 @@ async fn sync_endpoint(
         .directory
         .permissions(principal.tenant)
         .await?;
-    let (request, refused) =
+    let (request, refused, facts) =
         checks::screen(&services.storage, &tenant, &principal, &table, request).await?;
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
@@ -367,7 +370,7 @@ async fn sync_endpoint(
         mut response,
         appended,
         accepted,
-    } = sync::exchange(&services.storage, &tenant, request).await?;
+    } = sync::exchange(&services.storage, &tenant, request, &facts).await?;
     // Refused changes are durable in quarantine: the device hears why, and stops
     // sending them.
     response.rejected.extend(refused);

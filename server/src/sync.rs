@@ -9,6 +9,7 @@ use crewsync_core::sync::wire::{
     self, LoggedChange, PROTOCOL_VERSION, RejectedChange, SyncRequest, SyncResponse,
 };
 
+use crate::audit::ChangeFacts;
 use crate::storage::{Appended, NewChange, Storage, StorageError};
 
 /// The most log entries one response carries, whatever the device asks for.
@@ -55,11 +56,13 @@ pub fn unpack(bytes: Vec<u8>) -> Result<Unpacked, String> {
 /// a reason and nothing is stored for them; the rest are acknowledged only after the
 /// append returned, i.e. once they are durable. A document's changes are appended
 /// like pushed ones, in the same append, and the document is acknowledged by its
-/// heads.
+/// heads. Each appended change is audited with its `facts` from the write checks
+/// (`checks::screen`); a change without them is audited as unscreened.
 pub async fn exchange(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     request: SyncRequest,
+    facts: &ChangeFacts,
 ) -> Result<Exchanged, StorageError> {
     let mut accepted = Vec::with_capacity(request.changes.len());
     let mut acked = Vec::with_capacity(request.changes.len());
@@ -67,12 +70,9 @@ pub async fn exchange(
     for change in request.changes {
         match unpack(change.bytes) {
             Ok(unpacked) => {
-                accepted.extend(
-                    unpacked
-                        .changes
-                        .into_iter()
-                        .map(|mut decoded| logged(change.journey, request.device_id, &mut decoded)),
-                );
+                accepted.extend(unpacked.changes.into_iter().map(|mut decoded| {
+                    logged(change.journey, request.device_id, &mut decoded, facts)
+                }));
                 acked.extend(unpacked.acknowledged_by);
             }
             Err(reason) => rejected.push(RejectedChange {
@@ -117,8 +117,14 @@ pub async fn exchange(
 
 /// A change as the log keeps it: compressed, the form it goes out in, so serving it
 /// to every device costs no compression (free when it arrived compressed).
-fn logged(journey: JourneyId, device: DeviceId, change: &mut Change) -> NewChange {
+fn logged(
+    journey: JourneyId,
+    device: DeviceId,
+    change: &mut Change,
+    facts: &ChangeFacts,
+) -> NewChange {
     NewChange {
+        audit: facts.of(change),
         journey,
         hash: change.hash().as_ref().to_vec(),
         actor: change.actor_id().to_bytes().to_vec(),

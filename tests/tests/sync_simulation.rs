@@ -207,6 +207,7 @@ impl Sim {
                 &self.server,
                 TENANT,
                 request.clone(),
+                &Default::default(),
             ))
             .unwrap()
             .response

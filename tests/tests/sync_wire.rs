@@ -220,9 +220,10 @@ async fn a_document_is_acknowledged_by_its_heads_and_a_resent_one_adds_nothing()
     let request = engine::prepare(&device.store, PEER, Limits::default()).unwrap();
     assert!(wire::is_document(&request.changes[0].bytes));
 
-    let first = crewsync_server::sync::exchange(&storage, TENANT, request.clone())
-        .await
-        .unwrap();
+    let first =
+        crewsync_server::sync::exchange(&storage, TENANT, request.clone(), &Default::default())
+            .await
+            .unwrap();
     assert_eq!(first.appended.new_changes, 11);
     let heads: Vec<Vec<u8>> = device
         .store
@@ -238,9 +239,10 @@ async fn a_document_is_acknowledged_by_its_heads_and_a_resent_one_adds_nothing()
     // The first response is lost; the device sends the same again.
     let again = engine::prepare(&device.store, PEER, Limits::default()).unwrap();
     assert_eq!(again.changes, request.changes);
-    let second = crewsync_server::sync::exchange(&storage, TENANT, again.clone())
-        .await
-        .unwrap();
+    let second =
+        crewsync_server::sync::exchange(&storage, TENANT, again.clone(), &Default::default())
+            .await
+            .unwrap();
     assert_eq!(second.appended.new_changes, 0, "nothing new");
     assert_eq!(second.response.acked, first.response.acked);
     let report = engine::absorb(&device.store, PEER, &again, second.response).unwrap();
@@ -318,7 +320,7 @@ async fn raw_changes_from_older_devices_are_accepted_and_logged_compressed() {
         ..engine::prepare(&device.store, PEER, Limits::default()).unwrap()
     };
     let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-    let exchanged = crewsync_server::sync::exchange(&storage, TENANT, request)
+    let exchanged = crewsync_server::sync::exchange(&storage, TENANT, request, &Default::default())
         .await
         .unwrap();
     let acked: Vec<Vec<u8>> = exchanged
@@ -390,9 +392,10 @@ async fn the_whole_journey_test_survives_compaction_and_respects_the_push_page()
             },
         )
         .unwrap();
-        let exchanged = crewsync_server::sync::exchange(&storage, TENANT, request.clone())
-            .await
-            .unwrap();
+        let exchanged =
+            crewsync_server::sync::exchange(&storage, TENANT, request.clone(), &Default::default())
+                .await
+                .unwrap();
         engine::absorb(&device.store, PEER, &request, exchanged.response).unwrap();
     }
     assert_eq!(device.store.outbox_len().unwrap(), 0);
