@@ -298,6 +298,7 @@ async fn fill(storage: &dyn Storage, tenant: &str, a: JourneyId, b: JourneyId) {
                     bytes: label.clone().into_bytes(),
                     audit: ChangeAudit {
                         user: Some(UserId::new()),
+                        device: None,
                         location: Some(LocationId::new()),
                         diff: serde_json::json!({"label": label, "touched": ["entry added"]}),
                         device_time: Some(1_700_000_000_000),
@@ -512,6 +513,7 @@ fn fresh_change(journey: JourneyId, label: &str) -> NewChange {
         bytes: label.as_bytes().to_vec(),
         audit: ChangeAudit {
             user: Some(UserId::new()),
+            device: None,
             location: None,
             diff: serde_json::json!({ "label": label }),
             device_time: None,

@@ -125,6 +125,7 @@ fn change(journey: JourneyId, label: &str) -> NewChange {
 fn facts(label: &str) -> ChangeAudit {
     ChangeAudit {
         user: Some(UserId::from_uuid(sqlx::types::Uuid::from_u128(11))),
+        device: None,
         location: Some(LocationId::from_uuid(sqlx::types::Uuid::from_u128(13))),
         diff: serde_json::json!({"label": label, "touched": ["entry added"], "weight": 1.25}),
         device_time: Some(1_700_000_000_000),
@@ -779,7 +780,9 @@ mod cases {
             .await
             .unwrap();
         // A re-sent refused change adds no entry.
-        s.quarantine(TENANT, &refused(&[no.clone()])).await.unwrap();
+        s.quarantine(TENANT, &refused(std::slice::from_ref(&no)))
+            .await
+            .unwrap();
         let sealed = s
             .record_audit(TENANT, &[admin_record("admin1"), admin_record("admin2")])
             .await

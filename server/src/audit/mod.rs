@@ -33,6 +33,8 @@ pub const CHANGE_AFTER_AUDIT: &str = "change.after_audit";
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChangeAudit {
     pub user: Option<UserId>,
+    /// The signed-in device that sent it (`None`: the device the request names).
+    pub device: Option<DeviceId>,
     pub location: Option<LocationId>,
     /// Readable JSON: the change's hash, the action its message names, and what it
     /// touched ([`change_diff`]).
@@ -48,6 +50,7 @@ impl ChangeAudit {
         let message = change.message().and_then(ChangeMessage::parse);
         Self {
             user: message.as_ref().map(|m| m.origin.user_id),
+            device: None,
             location: None,
             diff: change_diff(change, None),
             device_time: device_time(change),
@@ -63,13 +66,15 @@ impl ChangeAudit {
     ) -> Self {
         Self {
             user: Some(principal.user),
+            device: Some(principal.device),
             location,
             diff: change_diff(change, Some(touched)),
             device_time: device_time(change),
         }
     }
 
-    /// The record of this change's entry.
+    /// The record of this change's entry; `device` is the one the request named,
+    /// used when the facts name none.
     pub fn record(
         &self,
         action: &str,
@@ -80,7 +85,7 @@ impl ChangeAudit {
         AuditRecord {
             location: self.location,
             user: self.user,
-            device: Some(device),
+            device: Some(self.device.unwrap_or(device)),
             action: action.to_owned(),
             entity: JOURNEY_ENTITY.to_owned(),
             entity_id: journey.to_string(),
