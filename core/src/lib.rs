@@ -7,8 +7,10 @@
 //! - [`store`] — the device's SQLite store: documents, outbox, journey list, GPS buffer;
 //! - [`policy`] — who may change what: the rules both device and server check;
 //! - [`sync`] — the sync protocol (wire format and the device's side), sans I/O;
+//! - [`audit`] — the tamper-evident audit trail: entries, their hash, verification;
 //! - [`error`] — the one error enum.
 
+pub mod audit;
 pub mod document;
 pub mod error;
 pub mod ids;

@@ -22,14 +22,15 @@ use std::sync::Arc;
 use automerge::{ActorId, Change, ChangeHash};
 use crewsync_core::document::JourneyDocument;
 use crewsync_core::document::touches::touches_between;
-use crewsync_core::ids::JourneyId;
-use crewsync_core::policy::{self, Denial, JourneyContext, PermissionTable};
+use crewsync_core::ids::{JourneyId, LocationId};
+use crewsync_core::policy::{self, Denial, JourneyContext, PermissionTable, Touch};
 use crewsync_core::{ChangeMessage, Error as CoreError};
 
 use crewsync_core::sync::wire::{RejectedChange, SyncRequest, WireChange};
 
+use crate::audit::{ChangeAudit, ChangeFacts};
 use crate::auth::http::Principal;
-use crate::storage::{QuarantineKind, Quarantined, Storage, StorageError};
+use crate::storage::{QuarantineKind, Quarantined, Refused, Storage, StorageError};
 
 /// What happened to one pushed change.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,22 +43,27 @@ pub enum Verdict {
     Deferred,
 }
 
-/// A pushed change and its verdict.
+/// A pushed change and its verdict, with what the audit trail records of it.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub journey: JourneyId,
     pub change: Change,
     pub verdict: Verdict,
+    /// What it did, when it was applied (empty when refused before applying,
+    /// deferred, or already accepted).
+    pub touched: Vec<Touch>,
+    /// The journey's location, as its document names it.
+    pub location: Option<LocationId>,
     /// It may change who sees the journey: it creates it or changes its crew (or
     /// it is a re-send, whose effect was not looked at again). See `scope`.
     pub moves_scope: bool,
 }
 
 /// Whether what a change touched may change who sees its journey.
-fn moves_scope(touches: &[policy::Touch]) -> bool {
+fn moves_scope(touches: &[Touch]) -> bool {
     touches
         .iter()
-        .any(|t| matches!(t, policy::Touch::Create | policy::Touch::Crew))
+        .any(|t| matches!(t, Touch::Create | Touch::Crew))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,14 +154,16 @@ fn check_journey(
     let mut out = Vec::with_capacity(changes.len());
     for change in changes {
         let hash = change.hash();
-        let (verdict, moves_scope) = if doc.has_change(&hash) {
+        let resent = doc.has_change(&hash);
+        let (verdict, touched) = if resent {
             // Already in the accepted journey (a re-send): acknowledge again.
-            (Verdict::Accepted, true)
+            (Verdict::Accepted, Vec::new())
         } else if let Some(reason) = refused_before_applying(&change, principal, &rejected) {
-            (Verdict::Rejected(reason), false)
+            (Verdict::Rejected(reason), Vec::new())
         } else {
             judge(journey, &mut doc, &change, principal, table)?
         };
+        let location = location_of(&doc);
         match &verdict {
             Verdict::Accepted => accepted.push(change.clone()),
             Verdict::Rejected(_) | Verdict::AfterAudit => {
@@ -179,10 +187,17 @@ fn check_journey(
             journey,
             change,
             verdict,
-            moves_scope,
+            moves_scope: resent || moves_scope(&touched),
+            touched,
+            location,
         });
     }
     Ok(out)
+}
+
+/// The journey's location, if the document has its header yet.
+fn location_of(doc: &JourneyDocument) -> Option<LocationId> {
+    doc.header().ok().map(|(_, location, _)| location)
 }
 
 /// The common case in one step: the whole push of a journey applied as one batch
@@ -215,11 +230,11 @@ fn check_whole(
     if changes.iter().any(|c| !doc.has_change(&c.hash())) {
         return Ok(None);
     }
-    let mut scope_moved = Vec::with_capacity(changes.len());
+    let location = location_of(doc);
+    let mut out = Vec::with_capacity(changes.len());
     for change in changes {
         let creating = change.deps().is_empty();
         let touches = touches_between(doc.automerge(), change.deps(), &[change.hash()]);
-        scope_moved.push(moves_scope(&touches));
         let change_context = JourneyContext {
             creating,
             ..context.clone()
@@ -230,19 +245,16 @@ fn check_whole(
         {
             return Ok(None);
         }
+        out.push(Checked {
+            journey,
+            change: change.clone(),
+            verdict: Verdict::Accepted,
+            moves_scope: moves_scope(&touches),
+            touched: touches,
+            location,
+        });
     }
-    Ok(Some(
-        changes
-            .iter()
-            .zip(scope_moved)
-            .map(|(change, moves_scope)| Checked {
-                journey,
-                change: change.clone(),
-                verdict: Verdict::Accepted,
-                moves_scope,
-            })
-            .collect(),
-    ))
+    Ok(Some(out))
 }
 
 /// The rules' view of the journey before a change.
@@ -293,38 +305,35 @@ fn refused_before_applying(
     }
 }
 
-/// Applies one change to `doc` and decides on it from what it touched.
+/// Applies one change to `doc` and decides on it from what it touched (returned
+/// too, for the audit trail).
 fn judge(
     journey: JourneyId,
     doc: &mut JourneyDocument,
     change: &Change,
     principal: &Principal,
     table: &PermissionTable,
-) -> Result<(Verdict, bool), CheckError> {
+) -> Result<(Verdict, Vec<Touch>), CheckError> {
     let before = doc.heads();
     let creating = before.is_empty();
     let context = context_of(journey, doc, principal)?;
     doc.apply_changes(vec![change.clone()])
         .map_err(corrupt(journey))?;
     if !doc.has_change(&change.hash()) {
-        return Ok((Verdict::Deferred, false));
+        return Ok((Verdict::Deferred, Vec::new()));
     }
     let touches = touches_between(doc.automerge(), &before, &doc.heads());
-    let moves = moves_scope(&touches);
     if creating {
         // A journey is created inside the creator's own tenant, at one of its
         // locations' ids as the document names it.
         match doc.header() {
             Ok((client, _, _)) if client == principal.tenant => {}
             Ok((client, _, _)) => {
-                return Ok((
-                    Verdict::Rejected(format!(
-                        "the journey belongs to tenant {client}, not to the signed-in user's"
-                    )),
-                    false,
-                ));
+                let reason =
+                    format!("the journey belongs to tenant {client}, not to the signed-in user's");
+                return Ok((Verdict::Rejected(reason), touches));
             }
-            Err(e) => return Ok((Verdict::Rejected(format!("not a journey: {e}")), false)),
+            Err(e) => return Ok((Verdict::Rejected(format!("not a journey: {e}")), touches)),
         }
     }
     let verdict = match policy::check_all(principal.role, table, &context, &touches) {
@@ -332,7 +341,7 @@ fn judge(
         Err(Denial::AfterAudit) => Verdict::AfterAudit,
         Err(denial) => Verdict::Rejected(denial.to_string()),
     };
-    Ok((verdict, moves))
+    Ok((verdict, touches))
 }
 
 /// Screens a sync request: its changes are checked; refused ones are quarantined
@@ -342,7 +351,9 @@ fn judge(
 /// rejects with its own reason — goes on to the exchange. A pushed document is
 /// unpacked like the exchange does (`sync::unpack`), so its changes are judged one
 /// by one; it goes on whole only if every one of them is accepted, otherwise its
-/// accepted changes go on one by one.
+/// accepted changes go on one by one. Also returns the audit facts of the accepted
+/// changes, for the exchange to append with them; refused ones are audited as
+/// they are quarantined.
 pub async fn screen(
     storage: &Arc<dyn Storage>,
     tenant: &str,
@@ -377,9 +388,15 @@ pub async fn screen(
     let now = chrono::Utc::now().timestamp_millis();
     let mut quarantined = Vec::new();
     let mut rejected = Vec::new();
+    let mut facts = ChangeFacts::default();
     for item in &checked {
+        let audit = ChangeAudit::screened(&item.change, principal, item.location, &item.touched);
         let (kind, reason) = match &item.verdict {
-            Verdict::Accepted | Verdict::Deferred => continue,
+            Verdict::Accepted => {
+                facts.insert(item.change.hash(), audit);
+                continue;
+            }
+            Verdict::Deferred => continue,
             Verdict::Rejected(reason) => (QuarantineKind::Rejected, reason.clone()),
             Verdict::AfterAudit => (
                 QuarantineKind::AfterAudit,
@@ -391,15 +408,25 @@ pub async fn screen(
             hash: hash.clone(),
             reason: reason.clone(),
         });
-        quarantined.push(Quarantined {
-            journey: item.journey,
-            hash,
-            kind,
-            reason,
-            user: principal.user,
-            device: principal.device,
-            bytes: item.change.raw_bytes().to_vec(),
-            received_at: now,
+        let mut audit = audit;
+        if let Some(diff) = audit.diff.as_object_mut() {
+            diff.insert(
+                "reason".to_owned(),
+                serde_json::Value::String(reason.clone()),
+            );
+        }
+        quarantined.push(Refused {
+            change: Quarantined {
+                journey: item.journey,
+                hash,
+                kind,
+                reason,
+                user: principal.user,
+                device: principal.device,
+                bytes: item.change.raw_bytes().to_vec(),
+                received_at: now,
+            },
+            audit,
         });
     }
     storage.quarantine(tenant, &quarantined).await?;
@@ -431,6 +458,7 @@ pub async fn screen(
     Ok(Screened {
         request,
         rejected,
+        facts,
         rescope,
     })
 }
@@ -440,6 +468,8 @@ pub async fn screen(
 pub struct Screened {
     pub request: SyncRequest,
     pub rejected: Vec<RejectedChange>,
+    /// The audit facts of the accepted changes, appended with them.
+    pub facts: ChangeFacts,
     /// Journeys whose accepted changes may change who sees them: re-index them
     /// once the changes are durable (`scope::reindex`).
     pub rescope: BTreeSet<JourneyId>,

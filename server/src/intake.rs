@@ -43,12 +43,20 @@ pub async fn take(
     let checks::Screened {
         mut request,
         rejected: refused,
+        facts,
         rescope,
     } = checks::screen(&services.storage, &tenant, principal, &table, request).await?;
 
     let journeys: BTreeSet<_> = request.changes.iter().map(|c| c.journey).collect();
     let changes = std::mem::take(&mut request.changes);
-    let pushed = sync::push(&services.storage, &tenant, request.device_id, changes).await?;
+    let pushed = sync::push(
+        &services.storage,
+        &tenant,
+        request.device_id,
+        changes,
+        &facts,
+    )
+    .await?;
     // Before anyone hears "durable": who sees the journeys now. A crash in between
     // leaves the push unacknowledged, and its re-send re-indexes.
     let rescope: Vec<_> = rescope.into_iter().collect();

@@ -9,11 +9,15 @@
 //! Routes: `GET /health`, `GET /ready`, `GET /metrics` (operators, no token);
 //! `POST /v1/auth/sign-in`, `POST /v1/auth/refresh`; and with a bearer token
 //! (see [`auth::http::Principal`]): `POST /v1/auth/sign-out`, `GET /v1/me`,
-//! `POST /v1/sync`, `GET /v1/live` (WebSocket), and for the ADMIN role the admin
-//! API under `/v1/admin` (see [`admin`]). A request's tenant is always the one its
-//! token names. Sign-in, sync and the live upgrade are rate limited ([`limits`]).
+//! `POST /v1/sync`, `GET /v1/live` (WebSocket), the dispatcher API (see
+//! [`dispatch`]), the audit trail (`GET /v1/journeys/{journey}/audit`,
+//! `GET /v1/audit`, `GET /v1/audit/verify`, see [`audit::http`]), and for the ADMIN
+//! role the admin API under `/v1/admin` (see [`admin`]). Every route is in
+//! `/openapi.json`. A request's tenant is always the one its token names.
+//! Sign-in, sync and the live upgrade are rate limited ([`limits`]).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod checks;
 pub mod compaction;
@@ -258,6 +262,7 @@ pub fn router(services: Services) -> Router {
         .merge(auth::http::sign_in_routes().route_layer(sign_in_gate))
         .merge(auth::http::session_routes())
         .merge(admin::routes())
+        .merge(audit::http::routes())
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     Router::new()

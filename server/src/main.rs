@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
     };
     let directory = Directory::new(opened.db.clone());
     if let Some(Command::User { command }) = config.command.clone() {
-        let admin = AdminService::new(directory, Sessions::new(opened.db));
+        let admin = AdminService::new(directory, Sessions::new(opened.db), opened.storage);
         return match admin::command::run(&admin, command).await {
             Ok(output) => {
                 println!("{output}");

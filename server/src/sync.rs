@@ -10,6 +10,7 @@ use crewsync_core::sync::wire::{
     LoggedChange, PROTOCOL_VERSION, RejectedChange, SyncRequest, SyncResponse, WireChange,
 };
 
+use crate::audit::ChangeFacts;
 use crate::storage::{Appended, NewChange, Storage, StorageError};
 
 /// The most log entries one response carries, whatever the device asks for.
@@ -51,14 +52,22 @@ pub struct View {
 /// The most journeys one response brings whole (as documents) into a device's scope.
 pub const MAX_ENTERED: usize = 50;
 
-/// Handles one request for `tenant` with no scope: every journey is visible.
+/// Handles one request for `tenant` with no scope (every journey is visible) and no
+/// write checks (changes are audited as unscreened): for tests and benches.
 pub async fn exchange(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     mut request: SyncRequest,
 ) -> Result<Exchanged, StorageError> {
     let changes = std::mem::take(&mut request.changes);
-    let pushed = push(storage, tenant, request.device_id, changes).await?;
+    let pushed = push(
+        storage,
+        tenant,
+        request.device_id,
+        changes,
+        &ChangeFacts::default(),
+    )
+    .await?;
     let response = pull(
         storage,
         tenant,
@@ -80,12 +89,14 @@ pub async fn exchange(
 /// reason and nothing is stored for them; the rest are acknowledged only after the
 /// append returned, i.e. once they are durable. A document's changes are appended
 /// like pushed ones, in the same append, and the document is acknowledged by its
-/// heads.
+/// heads. Each appended change is audited with its `facts` from the write checks
+/// (`checks::screen`); a change without them is audited as unscreened.
 pub async fn push(
     storage: &Arc<dyn Storage>,
     tenant: &str,
     device: DeviceId,
     changes: Vec<WireChange>,
+    facts: &ChangeFacts,
 ) -> Result<Pushed, StorageError> {
     let mut accepted = Vec::with_capacity(changes.len());
     let mut acked = Vec::with_capacity(changes.len());
@@ -97,7 +108,7 @@ pub async fn push(
                     unpacked
                         .changes
                         .into_iter()
-                        .map(|mut decoded| logged(change.journey, device, &mut decoded)),
+                        .map(|mut decoded| logged(change.journey, device, &mut decoded, facts)),
                 );
                 acked.extend(unpacked.acknowledged_by);
             }
@@ -190,8 +201,14 @@ pub async fn pull(
 
 /// A change as the log keeps it: compressed, the form it goes out in, so serving it
 /// to every device costs no compression (free when it arrived compressed).
-fn logged(journey: JourneyId, device: DeviceId, change: &mut Change) -> NewChange {
+fn logged(
+    journey: JourneyId,
+    device: DeviceId,
+    change: &mut Change,
+    facts: &ChangeFacts,
+) -> NewChange {
     NewChange {
+        audit: facts.of(change),
         journey,
         hash: change.hash().as_ref().to_vec(),
         actor: change.actor_id().to_bytes().to_vec(),

@@ -94,6 +94,12 @@ async fn verdicts(
             actor: c.change.actor_id().to_bytes().to_vec(),
             device: who.principal.device,
             bytes: c.change.raw_bytes().to_vec(),
+            audit: crewsync_server::audit::ChangeAudit::screened(
+                &c.change,
+                &who.principal,
+                c.location,
+                &c.touched,
+            ),
         })
         .collect();
     storage.append(TENANT, &accepted).await.unwrap();

@@ -102,6 +102,14 @@ fn office_readers(role: Role) -> u16 {
     }
 }
 
+fn chain_readers(role: Role) -> u16 {
+    if matches!(role, Role::Admin | Role::Auditor) {
+        200
+    } else {
+        403
+    }
+}
+
 fn admin_only(allowed: u16) -> fn(Role) -> u16 {
     match allowed {
         200 => |role| if role == Role::Admin { 200 } else { 403 },
@@ -415,6 +423,30 @@ fn table() -> Vec<Route> {
             expect: office_readers,
             other: None,
             build: build!(|w, ids| plain("/v1/sync-health".into())),
+        },
+        Route {
+            method: "get",
+            path: "/v1/journeys/{journey}/audit",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/journeys/{}/audit", w.journey(ids)))),
+        },
+        Route {
+            method: "get",
+            path: "/v1/audit",
+            public: false,
+            expect: chain_readers,
+            other: None,
+            build: build!(|w, ids| plain("/v1/audit".into())),
+        },
+        Route {
+            method: "get",
+            path: "/v1/audit/verify",
+            public: false,
+            expect: chain_readers,
+            other: None,
+            build: build!(|w, ids| plain("/v1/audit/verify".into())),
         },
         Route {
             method: "get",
@@ -850,6 +882,44 @@ async fn every_route_answers_each_caller_as_the_table_says_and_refusals_change_n
         }
     }
     eprintln!("{} routes, {cells} cells checked", table.len());
+
+    // What the allowed calls did is in tenant A's audit trail, and it verifies.
+    let admin = world.token(Role::Admin).await;
+    let trail: Value = world
+        .http
+        .get(format!("{}/v1/audit?limit=10000", world.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let actions: BTreeSet<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|entry| entry["action"].as_str())
+        .collect();
+    for action in [
+        "user.create",
+        "user.deactivate",
+        "location.create",
+        "change.accepted",
+    ] {
+        assert!(actions.contains(action), "{action} in {actions:?}");
+    }
+    let verified: Value = world
+        .http
+        .get(format!("{}/v1/audit/verify", world.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified["ok"], true, "{verified}");
 }
 
 /// Control: the "changed nothing" check sees a single edited row, and a refusal

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crewsync_core::ids::{DeviceId, JourneyId};
+use crewsync_core::audit::{self, AuditEntry, AuditRecord};
+use crewsync_core::ids::{DeviceId, JourneyId, LocationId, UserId};
+use crewsync_server::audit::ChangeAudit;
 use crewsync_server::storage::{Appended, JourneyRecord, NewChange, Storage, StoredChange};
 
 /// A backend under test and whatever must outlive it (temp dir, test database).
@@ -91,6 +93,10 @@ conformance!(
     a_large_batch_is_stored_whole_and_in_order,
     compaction_folds_what_applies_and_keeps_the_rest,
     quarantine_keeps_refused_changes_per_tenant,
+    every_new_change_has_one_audit_entry_and_resends_none,
+    refusals_and_admin_actions_join_the_same_chain,
+    a_journey_trail_verifies_on_its_own_and_tenants_chains_are_independent,
+    concurrent_writers_never_fork_the_chain,
 );
 
 const TENANT: &str = "acme-movers";
@@ -111,6 +117,52 @@ fn change(journey: JourneyId, label: &str) -> NewChange {
         actor: format!("actor of {label}").into_bytes(),
         device: DeviceId::from_uuid(sqlx::types::Uuid::from_u128(7)),
         bytes: format!("bytes of {label}").into_bytes(),
+        audit: facts(label),
+    }
+}
+
+/// Audit facts naming `label` in the diff, so entries can be matched to changes.
+fn facts(label: &str) -> ChangeAudit {
+    ChangeAudit {
+        user: Some(UserId::from_uuid(sqlx::types::Uuid::from_u128(11))),
+        device: None,
+        location: Some(LocationId::from_uuid(sqlx::types::Uuid::from_u128(13))),
+        diff: serde_json::json!({"label": label, "touched": ["entry added"], "weight": 1.25}),
+        device_time: Some(1_700_000_000_000),
+    }
+}
+
+/// The tenant's whole audit chain, verified against the stored head.
+async fn verified_chain(storage: &dyn Storage, tenant: &str) -> Vec<AuditEntry> {
+    let chain = storage.audit_since(tenant, 0, u32::MAX).await.unwrap();
+    let head = storage.audit_head(tenant).await.unwrap();
+    let verified = audit::verify_chain(chain.clone(), head).unwrap();
+    assert_eq!(
+        verified.head, head,
+        "the stored head is the chain's last entry"
+    );
+    assert_eq!(verified.entries, chain.len() as u64);
+    chain
+}
+
+fn labels(chain: &[AuditEntry]) -> Vec<String> {
+    chain
+        .iter()
+        .map(|e| e.diff["label"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn admin_record(label: &str) -> AuditRecord {
+    AuditRecord {
+        location: None,
+        user: Some(UserId::new()),
+        device: Some(DeviceId::new()),
+        action: "user.deactivate".into(),
+        entity: "user".into(),
+        entity_id: format!("user-{label}"),
+        diff: serde_json::json!({"label": label, "status": {"from": "ACTIVE", "to": "INACTIVE"}}),
+        server_time: 1_700_000_000_123,
+        device_time: None,
     }
 }
 
@@ -134,6 +186,26 @@ fn assert_strictly_increasing(log: &[StoredChange]) {
             first.seq
         );
     }
+}
+
+/// Refused changes with audit facts.
+fn refused(
+    changes: &[crewsync_server::storage::Quarantined],
+) -> Vec<crewsync_server::storage::Refused> {
+    changes
+        .iter()
+        .map(|change| crewsync_server::storage::Refused {
+            audit: ChangeAudit {
+                user: Some(change.user),
+                ..facts(
+                    std::str::from_utf8(&change.hash)
+                        .unwrap()
+                        .trim_end_matches('\0'),
+                )
+            },
+            change: change.clone(),
+        })
+        .collect()
 }
 
 async fn whole_log(storage: &dyn Storage, tenant: &str) -> Vec<StoredChange> {
@@ -553,6 +625,7 @@ mod cases {
                 actor: change.actor_id().to_bytes().to_vec(),
                 device: DeviceId::new(),
                 bytes: change.raw_bytes().to_vec(),
+                audit: facts("compaction"),
             });
         }
         let gap = 6;
@@ -623,12 +696,12 @@ mod cases {
         let second = item(j2, "q2", QuarantineKind::AfterAudit, 20);
         let third = item(j1, "q3", QuarantineKind::Rejected, 30);
         storage
-            .quarantine(TENANT, &[first.clone(), second.clone()])
+            .quarantine(TENANT, &refused(&[first.clone(), second.clone()]))
             .await
             .unwrap();
         // A re-sent refused change is kept once.
         storage
-            .quarantine(TENANT, &[first.clone(), third.clone()])
+            .quarantine(TENANT, &refused(&[first.clone(), third.clone()]))
             .await
             .unwrap();
         assert_eq!(
@@ -644,6 +717,233 @@ mod cases {
             storage.head(TENANT).await.unwrap(),
             0,
             "nothing joined the log"
+        );
+    }
+
+    pub async fn every_new_change_has_one_audit_entry_and_resends_none(storage: Arc<dyn Storage>) {
+        let s = storage.as_ref();
+        assert_eq!(s.audit_head(TENANT).await.unwrap(), None);
+        assert!(verified_chain(s, TENANT).await.is_empty());
+        let j = JourneyId::new();
+        s.append(TENANT, &[change(j, "a1"), change(j, "a2"), change(j, "a1")])
+            .await
+            .unwrap();
+        s.append(TENANT, &[change(j, "a2"), change(j, "a3")])
+            .await
+            .unwrap();
+        s.append(TENANT, &[change(j, "a3")]).await.unwrap();
+        let chain = verified_chain(s, TENANT).await;
+        assert_eq!(labels(&chain), ["a1", "a2", "a3"]);
+        assert_eq!(
+            chain.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3],
+            "seq numbers are consecutive from 1"
+        );
+        let first = &chain[0];
+        let sent = change(j, "a1");
+        assert_eq!(first.tenant, TENANT);
+        assert_eq!(first.action, "change.accepted");
+        assert_eq!(first.entity, "journey");
+        assert_eq!(first.entity_id, j.to_string());
+        assert_eq!(first.user, sent.audit.user);
+        assert_eq!(first.location, sent.audit.location);
+        assert_eq!(first.device, Some(sent.device));
+        assert_eq!(first.device_time, sent.audit.device_time);
+        assert_eq!(
+            first.diff, sent.audit.diff,
+            "the diff comes back as written"
+        );
+        assert!(first.server_time > 1_700_000_000_000);
+        assert_eq!(first.prev_hash, audit::Digest::ZERO);
+        assert_eq!(chain[1].prev_hash, chain[0].hash);
+        assert_eq!(chain[2].entity_prev_hash, chain[1].hash);
+    }
+
+    pub async fn refusals_and_admin_actions_join_the_same_chain(storage: Arc<dyn Storage>) {
+        use crewsync_server::storage::{QuarantineKind, Quarantined};
+        let s = storage.as_ref();
+        let j = JourneyId::new();
+        s.append(TENANT, &[change(j, "ok1")]).await.unwrap();
+        let refusal = |label: &str, kind| Quarantined {
+            journey: j,
+            hash: hash(label),
+            kind,
+            reason: format!("because {label}"),
+            user: UserId::new(),
+            device: DeviceId::new(),
+            bytes: label.as_bytes().to_vec(),
+            received_at: 1_700_000_000_500,
+        };
+        let no = refusal("no1", QuarantineKind::Rejected);
+        let held = refusal("held1", QuarantineKind::AfterAudit);
+        s.quarantine(TENANT, &refused(&[no.clone(), held.clone()]))
+            .await
+            .unwrap();
+        // A re-sent refused change adds no entry.
+        s.quarantine(TENANT, &refused(std::slice::from_ref(&no)))
+            .await
+            .unwrap();
+        let sealed = s
+            .record_audit(TENANT, &[admin_record("admin1"), admin_record("admin2")])
+            .await
+            .unwrap();
+        s.append(TENANT, &[change(j, "ok2")]).await.unwrap();
+        assert!(s.record_audit(TENANT, &[]).await.unwrap().is_empty());
+
+        let chain = verified_chain(s, TENANT).await;
+        assert_eq!(
+            labels(&chain),
+            ["ok1", "no1", "held1", "admin1", "admin2", "ok2"]
+        );
+        let actions: Vec<&str> = chain.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(
+            actions,
+            [
+                "change.accepted",
+                "change.rejected",
+                "change.after_audit",
+                "user.deactivate",
+                "user.deactivate",
+                "change.accepted"
+            ]
+        );
+        assert_eq!(chain[1].user, Some(no.user), "a refusal names its sender");
+        assert_eq!(chain[1].device, Some(no.device));
+        assert_eq!(chain[1].server_time, no.received_at);
+        assert_eq!(
+            sealed,
+            chain[3..5].to_vec(),
+            "record_audit returns what it stored"
+        );
+        // The journey's trail skips the admin entries but links across them.
+        let trail = s
+            .audit_trail(TENANT, "journey", &j.to_string())
+            .await
+            .unwrap();
+        assert_eq!(labels(&trail), ["ok1", "no1", "held1", "ok2"]);
+        assert_eq!(trail[3].entity_prev_hash, trail[2].hash);
+        audit::verify_trail(trail.clone(), trail[3].head()).unwrap();
+        assert_eq!(
+            s.head(TENANT).await.unwrap(),
+            2,
+            "the change log holds only accepted changes"
+        );
+    }
+
+    pub async fn a_journey_trail_verifies_on_its_own_and_tenants_chains_are_independent(
+        storage: Arc<dyn Storage>,
+    ) {
+        let s = storage.as_ref();
+        let (j1, j2) = (JourneyId::new(), JourneyId::new());
+        s.append(TENANT, &[change(j1, "t1"), change(j2, "t2")])
+            .await
+            .unwrap();
+        s.append("other-tenant", &[change(j1, "o1")]).await.unwrap();
+        s.append(TENANT, &[change(j2, "t3"), change(j1, "t4")])
+            .await
+            .unwrap();
+        let chain = verified_chain(s, TENANT).await;
+        assert_eq!(labels(&chain), ["t1", "t2", "t3", "t4"]);
+        let trail = s
+            .audit_trail(TENANT, "journey", &j1.to_string())
+            .await
+            .unwrap();
+        assert_eq!(labels(&trail), ["t1", "t4"]);
+        assert_eq!(trail[1].entity_prev_hash, trail[0].hash);
+        let verified = audit::verify_trail(trail.clone(), trail[1].head()).unwrap();
+        assert_eq!(verified.entries, 2);
+        // A trail cut short is caught against the head held from before.
+        let broken = audit::verify_trail(trail[..1].to_vec(), trail[1].head()).unwrap_err();
+        assert!(broken.reason.contains("truncated"), "{broken}");
+
+        // Another tenant's chain starts at 1 and never sees this tenant's entries.
+        let other = verified_chain(s, "other-tenant").await;
+        assert_eq!(labels(&other), ["o1"]);
+        assert_eq!(other[0].seq, 1);
+        assert_eq!(other[0].prev_hash, audit::Digest::ZERO);
+        assert_eq!(
+            other[0].entity_prev_hash,
+            audit::Digest::ZERO,
+            "the same journey id in another tenant starts its own trail"
+        );
+        assert!(
+            s.audit_trail("nobody", "journey", &j1.to_string())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(s.audit_head("nobody").await.unwrap(), None);
+        // Paging.
+        let page = s.audit_since(TENANT, 1, 2).await.unwrap();
+        assert_eq!(labels(&page), ["t2", "t3"]);
+    }
+
+    /// F12: appends, refusals and admin actions from 8 writers at once in one
+    /// tenant, and a second tenant alongside: one chain per tenant, no fork.
+    pub async fn concurrent_writers_never_fork_the_chain(storage: Arc<dyn Storage>) {
+        use crewsync_server::storage::{QuarantineKind, Quarantined};
+        const WRITERS: usize = 8;
+        const ROUNDS: usize = 6;
+        let mut tasks = Vec::new();
+        for writer in 0..WRITERS + 2 {
+            let storage = storage.clone();
+            // Writers 8 and 9 write to the second tenant.
+            let tenant = if writer < WRITERS {
+                TENANT
+            } else {
+                "second-tenant"
+            };
+            tasks.push(tokio::spawn(async move {
+                let journey = JourneyId::new();
+                for round in 0..ROUNDS {
+                    let label = format!("w{writer}-r{round}");
+                    match round % 3 {
+                        0 | 1 => {
+                            let batch = [
+                                change(journey, &format!("{label}-a")),
+                                change(journey, &format!("{label}-b")),
+                            ];
+                            storage.append(tenant, &batch).await.unwrap();
+                        }
+                        _ => {
+                            let refused_change = Quarantined {
+                                journey,
+                                hash: hash(&format!("{label}-q")),
+                                kind: QuarantineKind::Rejected,
+                                reason: "no".into(),
+                                user: UserId::new(),
+                                device: DeviceId::new(),
+                                bytes: vec![1],
+                                received_at: 1,
+                            };
+                            storage
+                                .quarantine(tenant, &refused(&[refused_change]))
+                                .await
+                                .unwrap();
+                            storage
+                                .record_audit(tenant, &[admin_record(&label)])
+                                .await
+                                .unwrap();
+                        }
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        // Per writer and round: 2 appended changes, or 1 refusal + 1 admin entry.
+        let chain = verified_chain(storage.as_ref(), TENANT).await;
+        assert_eq!(chain.len(), WRITERS * ROUNDS * 2);
+        let second = verified_chain(storage.as_ref(), "second-tenant").await;
+        assert_eq!(second.len(), 2 * ROUNDS * 2);
+        assert!(second.iter().all(|e| e.tenant == "second-tenant"));
+        let log = whole_log(storage.as_ref(), TENANT).await;
+        // Two rounds in three append two changes each.
+        assert_eq!(
+            log.len(),
+            WRITERS * (ROUNDS / 3 * 2) * 2,
+            "accepted changes"
         );
     }
 

@@ -280,6 +280,7 @@ impl World {
                         self.seed
                     );
                     accepted.push(NewChange {
+                        audit: crewsync_server::audit::ChangeAudit::unscreened(&item.change),
                         journey: item.journey,
                         hash: hash.as_ref().to_vec(),
                         actor: item.change.actor_id().to_bytes().to_vec(),

@@ -19,6 +19,8 @@
 //! [`ErrorBody`] JSON, except a refused token (401, and 403 for a deactivated
 //! user), which is plain text with `WWW-Authenticate` as on every route.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
@@ -44,6 +46,7 @@ impl FromRef<Services> for AdminService {
         AdminService::new(
             services.auth.directory.clone(),
             services.auth.sessions.clone(),
+            Arc::clone(&services.storage),
         )
     }
 }

@@ -14,23 +14,29 @@ pub mod command;
 mod http;
 pub mod ops;
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use crewsync_core::audit::AuditRecord;
 use crewsync_core::ids::{ClientId, DeviceId, LocationId, UserId};
 
 use crate::auth::http::{AuthError, Principal};
 use crate::auth::sessions::Sessions;
 use crate::directory::{Directory, DirectoryError};
+use crate::storage::Storage;
 
 pub use http::routes;
 
 /// What administration works over: the directory and the sessions (deactivation
 /// ends them).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AdminService {
     pub directory: Directory,
     pub sessions: Sessions,
+    /// Where the tenant's audit trail is chained.
+    pub storage: Arc<dyn Storage>,
 }
 
 /// Who made an admin change: a signed-in admin (user and device) or an operator
@@ -79,30 +85,35 @@ pub struct AdminAction {
 }
 
 impl AdminService {
-    pub fn new(directory: Directory, sessions: Sessions) -> Self {
+    pub fn new(directory: Directory, sessions: Sessions, storage: Arc<dyn Storage>) -> Self {
         Self {
             directory,
             sessions,
+            storage,
         }
     }
 
     /// Records a committed admin change in the tenant's audit trail. Every
     /// mutation in [`ops`] ends here, so the audit store is wired in this one place.
-    ///
-    /// Until the audit trail lands this logs the entry (target `crewsync::audit`).
+    /// It is chained after the directory write committed (its own transaction),
+    /// so a crash in between leaves a change without its entry, never an entry
+    /// without its change.
     pub async fn record(&self, actor: &Actor, action: AdminAction) -> Result<(), AdminError> {
-        tracing::info!(
-            target: "crewsync::audit",
-            tenant = %actor.tenant,
-            user = ?actor.user,
-            device = ?actor.device,
-            location = ?actor.location,
-            action = action.action,
-            entity = action.entity,
-            entity_id = %action.entity_id,
-            diff = %action.diff,
-            "admin action"
-        );
+        let record = AuditRecord {
+            location: actor.location,
+            user: actor.user,
+            device: actor.device,
+            action: action.action.to_owned(),
+            entity: action.entity.to_owned(),
+            entity_id: action.entity_id,
+            diff: action.diff,
+            server_time: chrono::Utc::now().timestamp_millis(),
+            device_time: None,
+        };
+        self.storage
+            .record_audit(&crate::directory::tenant_key(actor.tenant), &[record])
+            .await
+            .map_err(|e| AdminError::Unavailable(format!("audit trail: {e}")))?;
         Ok(())
     }
 }

@@ -5,9 +5,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use crewsync_core::audit::{AuditEntry, AuditRecord, ChainHead};
 use crewsync_core::ids::JourneyId;
 
 use super::{Appended, JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+use crate::audit::Sealer;
 
 #[derive(Debug, Default)]
 struct Tenant {
@@ -18,9 +20,28 @@ struct Tenant {
     /// (journey, hash) of changes folded into that journey's snapshot.
     folded: HashSet<(JourneyId, Vec<u8>)>,
     quarantine: Vec<super::Quarantined>,
+    audit: Vec<AuditEntry>,
 }
 
 impl Tenant {
+    /// Seals `records` into the chain (the caller holds the mutex: the lock).
+    fn audit(&mut self, tenant: &str, records: Vec<AuditRecord>) -> Vec<AuditEntry> {
+        let mut sealer = Sealer::new(tenant, self.audit.last().map(AuditEntry::head));
+        for (entity, id) in Sealer::entities_of(&records) {
+            let latest = self
+                .audit
+                .iter()
+                .rev()
+                .find(|e| e.entity == entity && e.entity_id == id);
+            if let Some(latest) = latest {
+                sealer.know((entity, id), latest.hash);
+            }
+        }
+        let sealed: Vec<AuditEntry> = records.into_iter().map(|r| sealer.seal(r)).collect();
+        self.audit.extend(sealed.iter().cloned());
+        sealed
+    }
+
     fn unfolded(&self, journey: JourneyId) -> impl Iterator<Item = &StoredChange> {
         self.log.iter().filter(move |c| {
             c.journey == journey && !self.folded.contains(&(journey, c.hash.clone()))
@@ -47,10 +68,13 @@ impl MemoryStorage {
 #[async_trait]
 impl Storage for MemoryStorage {
     async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError> {
+        let now = crate::audit::now_ms();
         Ok(self.with(tenant, |t| {
             let mut new_changes = 0;
+            let mut records = Vec::new();
             for change in changes {
                 if t.hashes.insert(change.hash.clone()) {
+                    records.push(change.audit_record(now));
                     let seq = t.log.last().map_or(0, |c| c.seq) + 1;
                     t.log.push(StoredChange {
                         seq,
@@ -62,6 +86,7 @@ impl Storage for MemoryStorage {
                     new_changes += 1;
                 }
             }
+            t.audit(tenant, records);
             Appended {
                 head: t.log.last().map_or(0, |c| c.seq),
                 new_changes,
@@ -140,14 +165,17 @@ impl Storage for MemoryStorage {
     async fn quarantine(
         &self,
         tenant: &str,
-        changes: &[super::Quarantined],
+        changes: &[super::Refused],
     ) -> Result<(), StorageError> {
         self.with(tenant, |t| {
-            for change in changes {
-                if !t.quarantine.iter().any(|q| q.hash == change.hash) {
-                    t.quarantine.push(change.clone());
+            let mut records = Vec::new();
+            for refused in changes {
+                if !t.quarantine.iter().any(|q| q.hash == refused.change.hash) {
+                    t.quarantine.push(refused.change.clone());
+                    records.push(refused.audit_record());
                 }
             }
+            t.audit(tenant, records);
         });
         Ok(())
     }
@@ -167,6 +195,49 @@ impl Storage for MemoryStorage {
             found.sort_by(|a, b| (a.received_at, &a.hash).cmp(&(b.received_at, &b.hash)));
             found
         }))
+    }
+
+    async fn record_audit(
+        &self,
+        tenant: &str,
+        records: &[AuditRecord],
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        Ok(self.with(tenant, |t| t.audit(tenant, records.to_vec())))
+    }
+
+    async fn audit_since(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        Ok(self.with(tenant, |t| {
+            t.audit
+                .iter()
+                .filter(|e| e.seq > after)
+                .take(limit as usize)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn audit_trail(
+        &self,
+        tenant: &str,
+        entity: &str,
+        entity_id: &str,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        Ok(self.with(tenant, |t| {
+            t.audit
+                .iter()
+                .filter(|e| e.entity == entity && e.entity_id == entity_id)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn audit_head(&self, tenant: &str) -> Result<Option<ChainHead>, StorageError> {
+        Ok(self.with(tenant, |t| t.audit.last().map(AuditEntry::head)))
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

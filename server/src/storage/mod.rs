@@ -6,6 +6,11 @@
 //! has read up to `cursor` can never miss a change committed later with a smaller
 //! number. Sequence numbers may have gaps (a re-sent change takes none). An append
 //! returns only once the changes are durable: that is when the server acknowledges.
+//!
+//! The audit trail (`crate::audit`) is written here too: every newly appended
+//! change, every newly quarantined one and every admin action becomes one entry of
+//! the tenant's hash chain, in the same transaction and under the same per-tenant
+//! serialization that numbers the log, so the chain can never fork.
 
 pub mod memory;
 pub mod postgres;
@@ -15,10 +20,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use crewsync_core::audit::{AuditEntry, AuditRecord, ChainHead};
 use crewsync_core::ids::{DeviceId, JourneyId};
 
+use crate::audit::ChangeAudit;
+
 /// A change to append: decoded and checked by the caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewChange {
     pub journey: JourneyId,
     /// The automerge change hash (32 bytes): the change's identity.
@@ -27,6 +35,20 @@ pub struct NewChange {
     pub actor: Vec<u8>,
     pub device: DeviceId,
     pub bytes: Vec<u8>,
+    /// What its audit entry records (written only if the change is new).
+    pub audit: ChangeAudit,
+}
+
+impl NewChange {
+    /// The record of this change's audit entry, at `server_time`.
+    pub fn audit_record(&self, server_time: i64) -> AuditRecord {
+        self.audit.record(
+            crate::audit::CHANGE_ACCEPTED,
+            self.journey,
+            self.device,
+            server_time,
+        )
+    }
 }
 
 /// A change as stored in the log.
@@ -83,6 +105,25 @@ pub struct Quarantined {
     pub received_at: i64,
 }
 
+/// A change to quarantine, with what its audit entry records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    pub change: Quarantined,
+    pub audit: ChangeAudit,
+}
+
+impl Refused {
+    /// The record of this refusal's audit entry.
+    pub fn audit_record(&self) -> AuditRecord {
+        self.audit.record(
+            crate::audit::refused_action(self.change.kind),
+            self.change.journey,
+            self.change.device,
+            self.change.received_at,
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("database error: {0}")]
@@ -93,7 +134,8 @@ pub enum StorageError {
 
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
-    /// Appends changes durably; changes already in the tenant's log are skipped.
+    /// Appends changes durably, each new one with its audit entry in the same
+    /// transaction; changes already in the tenant's log are skipped (no entry).
     async fn append(&self, tenant: &str, changes: &[NewChange]) -> Result<Appended, StorageError>;
 
     /// Up to `limit` log entries with `seq > cursor`, in log order.
@@ -130,8 +172,9 @@ pub trait Storage: Send + Sync + 'static {
         contains: &[Vec<u8>],
     ) -> Result<bool, StorageError>;
 
-    /// Keeps changes the server did not accept (idempotent per tenant and hash).
-    async fn quarantine(&self, tenant: &str, changes: &[Quarantined]) -> Result<(), StorageError>;
+    /// Keeps changes the server did not accept (idempotent per tenant and hash),
+    /// each newly kept one with its audit entry in the same transaction.
+    async fn quarantine(&self, tenant: &str, changes: &[Refused]) -> Result<(), StorageError>;
 
     /// The tenant's quarantined changes (of one journey, or all), oldest first.
     async fn quarantined(
@@ -139,6 +182,34 @@ pub trait Storage: Send + Sync + 'static {
         tenant: &str,
         journey: Option<JourneyId>,
     ) -> Result<Vec<Quarantined>, StorageError>;
+
+    /// Appends entries that record something other than a change (admin actions)
+    /// to the tenant's audit chain, under the same lock as [`Storage::append`];
+    /// returns them as sealed. See `crate::audit::record` for the one-call form.
+    async fn record_audit(
+        &self,
+        tenant: &str,
+        records: &[AuditRecord],
+    ) -> Result<Vec<AuditEntry>, StorageError>;
+
+    /// Up to `limit` entries of the tenant's audit chain with `seq > after`, in order.
+    async fn audit_since(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StorageError>;
+
+    /// Every entry about one entity (e.g. `journey`, its id), in chain order.
+    async fn audit_trail(
+        &self,
+        tenant: &str,
+        entity: &str,
+        entity_id: &str,
+    ) -> Result<Vec<AuditEntry>, StorageError>;
+
+    /// The tenant's audit chain head as stored (`None`: no entries yet).
+    async fn audit_head(&self, tenant: &str) -> Result<Option<ChainHead>, StorageError>;
 
     /// Whether the backend answers (for `/ready`).
     async fn ping(&self) -> Result<(), StorageError>;
@@ -177,33 +248,6 @@ pub(crate) const QUARANTINE_INSERT: &str =
 pub(crate) const QUARANTINE_SELECT: &str =
     "SELECT journey_id, hash, kind, reason, user_id, device_id, bytes, received_at FROM quarantine
      WHERE tenant = $1 AND ($2 IS NULL OR journey_id = $2) ORDER BY received_at, hash";
-
-/// `Storage::quarantine` for both SQL backends (one statement text, see `on_db!`).
-pub(crate) async fn quarantine_in(
-    db: &crate::directory::Db,
-    backend: &'static str,
-    tenant: &str,
-    changes: &[Quarantined],
-) -> Result<(), StorageError> {
-    use crate::directory::{Db, on_db};
-    for change in changes {
-        on_db!(db, write pool => sqlx::query(QUARANTINE_INSERT)
-            .bind(tenant)
-            .bind(change.hash.as_slice())
-            .bind(change.journey.as_uuid())
-            .bind(change.kind.as_ref())
-            .bind(&change.reason)
-            .bind(change.user.as_uuid())
-            .bind(change.device.as_uuid())
-            .bind(change.bytes.as_slice())
-            .bind(change.received_at)
-            .execute(pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| StorageError::Database(format!("{backend} quarantine: {e}")))?);
-    }
-    Ok(())
-}
 
 /// `Storage::quarantined` for both SQL backends.
 pub(crate) async fn quarantined_in(
@@ -247,6 +291,85 @@ pub(crate) fn quarantined_rows(
             },
         )
         .collect()
+}
+
+/// The columns of `crate::audit::AuditRow`, in order (a literal, for `concat!`).
+macro_rules! audit_columns {
+    () => {
+        "tenant, seq, location_id, user_id, device_id, action, entity, entity_id, \
+         diff, server_time, device_time, prev_hash, entity_prev_hash, hash"
+    };
+}
+
+/// `Storage::audit_since` for both SQL backends.
+pub(crate) async fn audit_since_in(
+    db: &crate::directory::Db,
+    backend: &'static str,
+    tenant: &str,
+    after: u64,
+    limit: u32,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    use crate::directory::{Db, on_db};
+    let sql = concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+    );
+    let rows: Vec<crate::audit::AuditRow> = on_db!(db, read pool => sqlx::query_as(sql)
+        .bind(tenant)
+        .bind(to_db_seq(after))
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await
+        .map_err(|e| StorageError::Database(format!("{backend} audit_since: {e}")))?);
+    rows.into_iter()
+        .map(|row| crate::audit::entry_from_row(backend, row))
+        .collect()
+}
+
+/// `Storage::audit_trail` for both SQL backends.
+pub(crate) async fn audit_trail_in(
+    db: &crate::directory::Db,
+    backend: &'static str,
+    tenant: &str,
+    entity: &str,
+    entity_id: &str,
+) -> Result<Vec<AuditEntry>, StorageError> {
+    use crate::directory::{Db, on_db};
+    let sql = concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log WHERE tenant = $1 AND entity = $2 AND entity_id = $3 ORDER BY seq"
+    );
+    let rows: Vec<crate::audit::AuditRow> = on_db!(db, read pool => sqlx::query_as(sql)
+        .bind(tenant)
+        .bind(entity)
+        .bind(entity_id)
+        .fetch_all(pool)
+        .await
+        .map_err(|e| StorageError::Database(format!("{backend} audit_trail: {e}")))?);
+    rows.into_iter()
+        .map(|row| crate::audit::entry_from_row(backend, row))
+        .collect()
+}
+
+/// `Storage::audit_head` for both SQL backends.
+pub(crate) async fn audit_head_in(
+    db: &crate::directory::Db,
+    backend: &'static str,
+    tenant: &str,
+) -> Result<Option<ChainHead>, StorageError> {
+    use crate::directory::{Db, on_db};
+    let row: Option<(i64, Option<Vec<u8>>)> = on_db!(db, read pool => sqlx::query_as(
+        "SELECT audit_seq, audit_hash FROM log_heads WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| StorageError::Database(format!("{backend} audit_head: {e}")))?);
+    match row {
+        None => Ok(None),
+        Some((seq, hash)) => crate::audit::stored_head(backend, seq, hash),
+    }
 }
 
 /// A log row as both SQL backends select it: seq, journey, hash, actor, bytes.

@@ -7,18 +7,23 @@
 //! timeout) for the write lock before reading the head, never after. Because
 //! the head is read and advanced inside that write transaction, sequence numbers
 //! are handed out in commit order. Reads use a separate pool: WAL readers see the
-//! last committed state and never block the writer.
+//! last committed state and never block the writer. The audit chain's entries and
+//! head are written in the same write transactions, so they are serialized the
+//! same way.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use crewsync_core::audit::{AuditEntry, AuditRecord, ChainHead, Digest};
 use crewsync_core::ids::JourneyId;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::{Appended, JourneyRecord, NewChange, Storage, StorageError, StoredChange};
+use crate::audit::Sealer;
 
 /// The database file created in a data dir when no URL is given.
 pub const DEFAULT_FILE_NAME: &str = "crewsync.sqlite3";
@@ -138,6 +143,92 @@ impl SqliteStorage {
             StorageError::Database(format!("sqlite {operation} ({}): {e}", self.path.display()))
         }
     }
+
+    /// The tenant's log head and audit chain head, read inside a write transaction
+    /// (which holds the database's write lock).
+    async fn heads(
+        &self,
+        tx: &mut SqliteConnection,
+        tenant: &str,
+    ) -> Result<(i64, Option<ChainHead>), StorageError> {
+        let row: Option<(i64, i64, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT head, audit_seq, audit_hash FROM log_heads WHERE tenant = ?1")
+                .bind(tenant)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.err("read heads"))?;
+        match row {
+            None => Ok((0, None)),
+            Some((head, seq, hash)) => Ok((head, crate::audit::stored_head("sqlite", seq, hash)?)),
+        }
+    }
+
+    /// Seals `records` after `audit_head`, inserts them and stores both heads,
+    /// inside the caller's write transaction.
+    async fn write_audit(
+        &self,
+        tx: &mut SqliteConnection,
+        tenant: &str,
+        log_head: i64,
+        audit_head: Option<ChainHead>,
+        records: Vec<AuditRecord>,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        let mut sealer = Sealer::new(tenant, audit_head);
+        for (entity, id) in Sealer::entities_of(&records) {
+            let latest: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT hash FROM audit_log WHERE tenant = ?1 AND entity = ?2 AND entity_id = ?3
+                 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(tenant)
+            .bind(&entity)
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.err("audit: latest entry of an entity"))?;
+            if let Some(hash) = latest.as_deref().and_then(Digest::from_slice) {
+                sealer.know((entity, id), hash);
+            }
+        }
+        let entries: Vec<AuditEntry> = records.into_iter().map(|r| sealer.seal(r)).collect();
+        for entry in &entries {
+            sqlx::query(
+                "INSERT INTO audit_log (tenant, seq, location_id, user_id, device_id, action, entity,
+                     entity_id, diff, server_time, device_time, prev_hash, entity_prev_hash, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )
+            .bind(&entry.tenant)
+            .bind(super::to_db_seq(entry.seq))
+            .bind(entry.location.map(|id| id.as_uuid()))
+            .bind(entry.user.map(|id| id.as_uuid()))
+            .bind(entry.device.map(|id| id.as_uuid()))
+            .bind(&entry.action)
+            .bind(&entry.entity)
+            .bind(&entry.entity_id)
+            .bind(crate::audit::diff_text(entry))
+            .bind(entry.server_time)
+            .bind(entry.device_time)
+            .bind(entry.prev_hash.as_bytes().as_slice())
+            .bind(entry.entity_prev_hash.as_bytes().as_slice())
+            .bind(entry.hash.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.err("audit: insert"))?;
+        }
+        let head = sealer.head();
+        sqlx::query(
+            "INSERT INTO log_heads (tenant, head, audit_seq, audit_hash) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (tenant) DO UPDATE SET head = excluded.head,
+                 audit_seq = excluded.audit_seq, audit_hash = excluded.audit_hash",
+        )
+        .bind(tenant)
+        .bind(log_head)
+        .bind(head.map_or(0, |h| super::to_db_seq(h.seq)))
+        .bind(head.map(|h| h.hash.as_bytes().to_vec()))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.err("update heads"))?;
+        Ok(entries)
+    }
 }
 
 #[async_trait]
@@ -154,13 +245,10 @@ impl Storage for SqliteStorage {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(self.err("append: begin"))?;
-        let old_head: i64 = sqlx::query_scalar("SELECT head FROM log_heads WHERE tenant = ?1")
-            .bind(tenant)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(self.err("append: read head"))?
-            .unwrap_or(0);
+        let (old_head, audit_head) = self.heads(&mut tx, tenant).await?;
         let mut head = old_head;
+        let now = crate::audit::now_ms();
+        let mut records = Vec::new();
         for change in changes {
             // In-process statements are cheap (no network round trip); the
             // prepared statement is cached by the connection.
@@ -181,18 +269,12 @@ impl Storage for SqliteStorage {
             .map_err(self.err("append: insert"))?;
             if inserted.rows_affected() == 1 {
                 head += 1;
+                records.push(change.audit_record(now));
             }
         }
-        if head != old_head {
-            sqlx::query(
-                "INSERT INTO log_heads (tenant, head) VALUES (?1, ?2)
-                 ON CONFLICT (tenant) DO UPDATE SET head = excluded.head",
-            )
-            .bind(tenant)
-            .bind(head)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.err("append: update head"))?;
+        if !records.is_empty() {
+            self.write_audit(&mut tx, tenant, head, audit_head, records)
+                .await?;
         }
         // Durable on return: WAL with synchronous=FULL syncs the WAL at COMMIT.
         tx.commit().await.map_err(self.err("append: commit"))?;
@@ -356,9 +438,43 @@ impl Storage for SqliteStorage {
     async fn quarantine(
         &self,
         tenant: &str,
-        changes: &[super::Quarantined],
+        changes: &[super::Refused],
     ) -> Result<(), StorageError> {
-        super::quarantine_in(&self.db(), "sqlite", tenant, changes).await
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err("quarantine: begin"))?;
+        let (log_head, audit_head) = self.heads(&mut tx, tenant).await?;
+        let mut records = Vec::new();
+        for refused in changes {
+            let change = &refused.change;
+            let inserted = sqlx::query(super::QUARANTINE_INSERT)
+                .bind(tenant)
+                .bind(change.hash.as_slice())
+                .bind(change.journey.as_uuid())
+                .bind(change.kind.as_ref())
+                .bind(&change.reason)
+                .bind(change.user.as_uuid())
+                .bind(change.device.as_uuid())
+                .bind(change.bytes.as_slice())
+                .bind(change.received_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.err("quarantine: insert"))?;
+            if inserted.rows_affected() == 1 {
+                records.push(refused.audit_record());
+            }
+        }
+        if !records.is_empty() {
+            self.write_audit(&mut tx, tenant, log_head, audit_head, records)
+                .await?;
+        }
+        tx.commit().await.map_err(self.err("quarantine: commit"))?;
+        Ok(())
     }
 
     async fn quarantined(
@@ -367,6 +483,51 @@ impl Storage for SqliteStorage {
         journey: Option<JourneyId>,
     ) -> Result<Vec<super::Quarantined>, StorageError> {
         super::quarantined_in(&self.db(), "sqlite", tenant, journey).await
+    }
+
+    async fn record_audit(
+        &self,
+        tenant: &str,
+        records: &[AuditRecord],
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(self.err("record_audit: begin"))?;
+        let (log_head, audit_head) = self.heads(&mut tx, tenant).await?;
+        let entries = self
+            .write_audit(&mut tx, tenant, log_head, audit_head, records.to_vec())
+            .await?;
+        tx.commit()
+            .await
+            .map_err(self.err("record_audit: commit"))?;
+        Ok(entries)
+    }
+
+    async fn audit_since(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        super::audit_since_in(&self.db(), "sqlite", tenant, after, limit).await
+    }
+
+    async fn audit_trail(
+        &self,
+        tenant: &str,
+        entity: &str,
+        entity_id: &str,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        super::audit_trail_in(&self.db(), "sqlite", tenant, entity, entity_id).await
+    }
+
+    async fn audit_head(&self, tenant: &str) -> Result<Option<ChainHead>, StorageError> {
+        super::audit_head_in(&self.db(), "sqlite", tenant).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Parser;
+use crewsync_core::audit::{AuditEntry, AuditRecord, ChainHead};
 use crewsync_core::ids::JourneyId;
 use crewsync_server::Server;
 use crewsync_server::config::Config;
@@ -138,7 +139,7 @@ impl Storage for AckBeforeCommit {
     async fn quarantine(
         &self,
         tenant: &str,
-        changes: &[storage::Quarantined],
+        changes: &[storage::Refused],
     ) -> Result<(), StorageError> {
         self.inner.quarantine(tenant, changes).await
     }
@@ -149,6 +150,36 @@ impl Storage for AckBeforeCommit {
         journey: Option<JourneyId>,
     ) -> Result<Vec<storage::Quarantined>, StorageError> {
         self.inner.quarantined(tenant, journey).await
+    }
+
+    async fn record_audit(
+        &self,
+        tenant: &str,
+        records: &[AuditRecord],
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        self.inner.record_audit(tenant, records).await
+    }
+
+    async fn audit_since(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        self.inner.audit_since(tenant, after, limit).await
+    }
+
+    async fn audit_trail(
+        &self,
+        tenant: &str,
+        entity: &str,
+        entity_id: &str,
+    ) -> Result<Vec<AuditEntry>, StorageError> {
+        self.inner.audit_trail(tenant, entity, entity_id).await
+    }
+
+    async fn audit_head(&self, tenant: &str) -> Result<Option<ChainHead>, StorageError> {
+        self.inner.audit_head(tenant).await
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
