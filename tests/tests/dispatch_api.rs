@@ -19,7 +19,7 @@ use crewsync_core::sync::wire::{self, CONTENT_TYPE, DeviceReport, PROTOCOL_VERSI
 use crewsync_server::testing::TestTenant;
 use serde_json::{Value, json};
 
-use common::{Backend, Device};
+use common::{Backend, Device, eventually};
 
 /// A signed-in API caller.
 struct Caller {
@@ -69,16 +69,6 @@ impl Caller {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
-}
-
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..100 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within 5 s");
 }
 
 async fn dispatcher_runs_a_day(backend: Backend) {
@@ -278,15 +268,7 @@ async fn a_dispatcher_runs_a_day_through_the_api_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispatcher_runs_a_day_through_the_api_on_postgres() {
-    let db = tokio::task::spawn_blocking(|| {
-        crewsync_testkit::postgres::shared_cluster()
-            .unwrap()
-            .fresh_database()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    dispatcher_runs_a_day(Backend::postgres(&db.url).await).await;
+    dispatcher_runs_a_day(Backend::fresh_postgres().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use crewsync_core::sync::runtime::Backoff;
 use crewsync_server::directory::LocationRecord;
 use crewsync_server::testing::TestTenant;
 
-use common::{Backend, Device};
+use common::{Backend, Device, eventually};
 
 fn journey_at(tenant: &TestTenant, location: &LocationRecord, date: NaiveDate) -> NewJourney {
     NewJourney {
@@ -32,17 +32,6 @@ fn journey_at(tenant: &TestTenant, location: &LocationRecord, date: NaiveDate) -
         move_source_id: None,
         steps_requiring_approval: vec![],
     }
-}
-
-/// Polls `check` (bounded: 100 × 50 ms) until it holds.
-async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..100 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{what}: not within 5 s");
 }
 
 async fn scopes_follow_roles_and_assignments(backend: Backend) {
@@ -215,15 +204,7 @@ async fn scopes_follow_roles_and_assignments_on_the_embedded_store() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_follow_roles_and_assignments_on_postgres() {
-    let db = tokio::task::spawn_blocking(|| {
-        crewsync_testkit::postgres::shared_cluster()
-            .unwrap()
-            .fresh_database()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    scopes_follow_roles_and_assignments(Backend::postgres(&db.url).await).await;
+    scopes_follow_roles_and_assignments(Backend::fresh_postgres().await).await;
 }
 
 /// Control: the holdings check bites. The same mover's device, exchanging with the

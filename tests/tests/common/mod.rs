@@ -17,6 +17,7 @@ pub struct Backend {
     pub storage: Arc<dyn Storage>,
     pub tenant: TestTenant,
     _db: Option<EmbeddedTestDb>,
+    _pg: Option<crewsync_testkit::postgres::TestDatabase>,
 }
 
 impl Backend {
@@ -28,6 +29,7 @@ impl Backend {
             storage: Arc::clone(&db.storage),
             tenant: db.tenant.clone(),
             _db: Some(db),
+            _pg: None,
         }
     }
 
@@ -42,7 +44,23 @@ impl Backend {
             storage: opened.storage,
             tenant,
             _db: None,
+            _pg: None,
         }
+    }
+
+    /// A fresh database on the shared throwaway cluster, kept as long as this.
+    pub async fn fresh_postgres() -> Self {
+        let db = tokio::task::spawn_blocking(|| {
+            crewsync_testkit::postgres::shared_cluster()
+                .unwrap()
+                .fresh_database()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let mut backend = Self::postgres(&db.url).await;
+        backend._pg = Some(db);
+        backend
     }
 
     pub async fn serve(&self) -> String {
@@ -103,4 +121,15 @@ impl Device {
     pub fn holds(&self) -> BTreeSet<JourneyId> {
         self.store.journey_ids().unwrap().into_iter().collect()
     }
+}
+
+/// Polls `check` (bounded: 100 × 50 ms) until it holds.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not within 5 s");
 }
