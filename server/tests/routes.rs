@@ -209,6 +209,19 @@ impl World {
         call.send().await.unwrap().status().as_u16()
     }
 
+    /// `GET path` as the bearer of `token`, read as JSON.
+    async fn get_json(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Every row of every table, hashed per table.
     async fn snapshot(&self) -> BTreeMap<String, String> {
         let tables: Vec<String> = sqlx::query_scalar(
@@ -753,6 +766,18 @@ async fn world() -> (World, crewsync_testkit::postgres::TestDatabase) {
     (world, db)
 }
 
+/// The tables whose rows differ between two snapshots.
+fn changed_tables(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<String> {
+    before
+        .iter()
+        .filter(|(table, digest)| after.get(*table) != Some(digest))
+        .map(|(table, _)| table.clone())
+        .collect()
+}
+
 /// Sends `request` with `token` and checks the status; a refusal must leave every
 /// row as it was.
 async fn check(
@@ -773,11 +798,7 @@ async fn check(
     );
     if !(200..300).contains(&status) {
         let after = world.snapshot().await;
-        let changed: Vec<_> = before
-            .iter()
-            .filter(|(table, digest)| after.get(*table) != Some(digest))
-            .map(|(table, _)| table.clone())
-            .collect();
+        let changed = changed_tables(&before, &after);
         assert!(
             changed.is_empty(),
             "{} {} — {case} answered {status} but changed {changed:?}",
@@ -885,16 +906,7 @@ async fn every_route_answers_each_caller_as_the_table_says_and_refusals_change_n
 
     // What the allowed calls did is in tenant A's audit trail, and it verifies.
     let admin = world.token(Role::Admin).await;
-    let trail: Value = world
-        .http
-        .get(format!("{}/v1/audit?limit=10000", world.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let trail = world.get_json("/v1/audit?limit=10000", &admin).await;
     let actions: BTreeSet<&str> = trail["entries"]
         .as_array()
         .unwrap()
@@ -909,16 +921,7 @@ async fn every_route_answers_each_caller_as_the_table_says_and_refusals_change_n
     ] {
         assert!(actions.contains(action), "{action} in {actions:?}");
     }
-    let verified: Value = world
-        .http
-        .get(format!("{}/v1/audit/verify", world.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verified = world.get_json("/v1/audit/verify", &admin).await;
     assert_eq!(verified["ok"], true, "{verified}");
 }
 
@@ -935,10 +938,6 @@ async fn control_the_snapshot_sees_one_changed_row() {
         .await
         .unwrap();
     let after = world.snapshot().await;
-    let changed: Vec<_> = before
-        .iter()
-        .filter(|(table, digest)| after.get(*table) != Some(digest))
-        .map(|(table, _)| table.as_str())
-        .collect();
-    assert_eq!(changed, vec!["users"]);
+    let changed = changed_tables(&before, &after);
+    assert_eq!(changed, vec!["users".to_owned()]);
 }
