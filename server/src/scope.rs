@@ -158,7 +158,7 @@ impl ScopeIndex {
     ) -> Result<Option<Vec<UserId>>, DirectoryError> {
         let journey = reach.journey.as_uuid();
         let day = reach.day.format(DAY_FORMAT).to_string();
-        in_write_tx!(&self.db, tx, lock => {
+        in_write_tx!(&self.db, tenant tenant, tx, lock => {
             let current: Option<(i64, Uuid, String)> = sqlx::query_as(AssertSqlSafe(format!(
                 "SELECT as_of, location_id, day FROM journey_scope
                  WHERE tenant = $1 AND journey_id = $2{lock}"
@@ -230,20 +230,23 @@ impl ScopeIndex {
         scope: &Scope,
     ) -> Result<BTreeSet<JourneyId>, DirectoryError> {
         let rows: Vec<Uuid> = match scope {
-            Scope::Tenant => on_db!(&self.db, read pool => sqlx::query_scalar(
+            Scope::Tenant => on_db!(&self.db, tenant tenant, read pool => sqlx::query_scalar(
                 "SELECT journey_id FROM journey_scope WHERE tenant = $1",
             )
             .bind(tenant)
             .fetch_all(pool)
             .await),
-            Scope::Location(location) => on_db!(&self.db, read pool => sqlx::query_scalar(
+            Scope::Location(location) => {
+                on_db!(&self.db, tenant tenant, read pool => sqlx::query_scalar(
                 "SELECT journey_id FROM journey_scope WHERE tenant = $1 AND location_id = $2",
             )
             .bind(tenant)
             .bind(location.as_uuid())
             .fetch_all(pool)
-            .await),
-            Scope::Crew { user, from, to } => on_db!(&self.db, read pool => sqlx::query_scalar(
+            .await)
+            }
+            Scope::Crew { user, from, to } => {
+                on_db!(&self.db, tenant tenant, read pool => sqlx::query_scalar(
                 "SELECT s.journey_id FROM journey_scope s
                  JOIN journey_crew c ON c.tenant = s.tenant AND c.journey_id = s.journey_id
                  WHERE s.tenant = $1 AND c.user_id = $2 AND s.day BETWEEN $3 AND $4",
@@ -253,7 +256,8 @@ impl ScopeIndex {
             .bind(from.format(DAY_FORMAT).to_string())
             .bind(to.format(DAY_FORMAT).to_string())
             .fetch_all(pool)
-            .await),
+            .await)
+            }
         }
         .map_err(db_err("scope: visible"))?;
         Ok(rows.into_iter().map(JourneyId::from_uuid).collect())
@@ -267,23 +271,24 @@ impl ScopeIndex {
     ) -> Result<Vec<Reach>, DirectoryError> {
         let mut out = Vec::with_capacity(journeys.len());
         for journey in journeys {
-            let row: Option<(Uuid, String)> = on_db!(&self.db, read pool => sqlx::query_as(
+            let row: Option<(Uuid, String)> =
+                on_db!(&self.db, tenant tenant, read pool => sqlx::query_as(
                 "SELECT location_id, day FROM journey_scope WHERE tenant = $1 AND journey_id = $2",
             )
             .bind(tenant)
             .bind(journey.as_uuid())
             .fetch_optional(pool)
-            .await
-            .map_err(db_err("scope: reach"))?);
+            .await)
+                .map_err(db_err("scope: reach"))?;
             let Some((location, day)) = row else { continue };
-            let crew: Vec<Uuid> = on_db!(&self.db, read pool => sqlx::query_scalar(
+            let crew: Vec<Uuid> = on_db!(&self.db, tenant tenant, read pool => sqlx::query_scalar(
                 "SELECT user_id FROM journey_crew WHERE tenant = $1 AND journey_id = $2 ORDER BY user_id",
             )
             .bind(tenant)
             .bind(journey.as_uuid())
             .fetch_all(pool)
-            .await
-            .map_err(db_err("scope: reach crew"))?);
+            .await)
+            .map_err(db_err("scope: reach crew"))?;
             out.push(Reach {
                 journey: *journey,
                 location: LocationId::from_uuid(location),
@@ -348,19 +353,29 @@ pub async fn reindex(
 /// logged before this index existed), so that nobody loses sight of them. Runs at
 /// start; a no-op once everything is indexed.
 pub async fn backfill(storage: &Arc<dyn Storage>, index: &ScopeIndex) -> Result<usize, ScopeError> {
-    let rows: Vec<(String, Uuid)> = on_db!(&index.db, read pool => sqlx::query_as(
-        "SELECT DISTINCT c.tenant, c.journey_id FROM change_log c
-         WHERE NOT EXISTS (SELECT 1 FROM journey_scope s
-                           WHERE s.tenant = c.tenant AND s.journey_id = c.journey_id)",
+    // Tenant by tenant: on Postgres, row-level security shows a transaction only
+    // the rows of the tenant it is bound to.
+    let tenants: Vec<Uuid> = on_db!(&index.db, read pool => sqlx::query_scalar(
+        "SELECT id FROM tenants ORDER BY id",
     )
     .fetch_all(pool)
     .await
-    .map_err(db_err("scope: unindexed journeys"))?);
+    .map_err(db_err("scope: tenants"))?);
     let mut indexed = 0;
-    for (tenant, journey) in rows {
-        indexed += reindex(storage, index, &tenant, &[JourneyId::from_uuid(journey)])
-            .await?
-            .len();
+    for tenant in tenants {
+        let tenant = tenant.hyphenated().to_string();
+        let journeys: Vec<Uuid> =
+            on_db!(&index.db, tenant &tenant, read pool => sqlx::query_scalar(
+            "SELECT DISTINCT c.journey_id FROM change_log c
+             WHERE c.tenant = $1 AND NOT EXISTS (SELECT 1 FROM journey_scope s
+                               WHERE s.tenant = c.tenant AND s.journey_id = c.journey_id)",
+        )
+        .bind(&tenant)
+        .fetch_all(pool)
+        .await)
+            .map_err(db_err("scope: unindexed journeys"))?;
+        let journeys: Vec<JourneyId> = journeys.into_iter().map(JourneyId::from_uuid).collect();
+        indexed += reindex(storage, index, &tenant, &journeys).await?.len();
     }
     Ok(indexed)
 }

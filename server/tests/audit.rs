@@ -461,7 +461,7 @@ async fn tampering_with_postgres_is_detected() {
     let storage = crewsync_server::storage::postgres::PostgresStorage::connect(&db.url)
         .await
         .unwrap();
-    let direct = Direct::postgres(&db.url).await;
+    let direct = Direct::postgres(&db.superuser_url).await;
     tampering_is_named_at_the_first_broken_entry(Arc::new(storage), direct).await;
 }
 
@@ -602,7 +602,7 @@ async fn writers_without_the_lock_fork_the_chain_and_verification_catches_it() {
         .record_audit("racy", &[admin_record("genesis")])
         .await
         .unwrap();
-    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let pool = sqlx::PgPool::connect(&db.superuser_url).await.unwrap();
     let barrier = Arc::new(tokio::sync::Barrier::new(WRITERS));
     let mut tasks = Vec::new();
     for writer in 0..WRITERS {

@@ -717,7 +717,7 @@ async fn world() -> (World, crewsync_testkit::postgres::TestDatabase) {
         auth: Arc::clone(&a.auth),
     }))
     .await;
-    let pool = PgPool::connect(&db.url).await.unwrap();
+    let pool = PgPool::connect(&db.superuser_url).await.unwrap();
     let mut world = World {
         base,
         http: reqwest::Client::new(),

@@ -28,6 +28,11 @@ pub use binaries::{PG_BIN_ENV, REQUIRED_PROGRAMS, find_bin_dir, find_bin_dir_fro
 /// as when the tests run as root.
 pub const SUPERUSER: &str = "postgres";
 
+/// The unprivileged role test databases belong to and servers connect as: not a
+/// superuser and without BYPASSRLS, so the schema's row-level security applies
+/// to it as it does to a production server's role.
+pub const APP_ROLE: &str = "crewsync_app";
+
 /// Loopback address the server listens on.
 pub const HOST: &str = "127.0.0.1";
 
@@ -207,6 +212,10 @@ impl PgCluster {
 
         cluster.initdb()?;
         cluster.start_on_free_port()?;
+        cluster.psql(
+            "postgres",
+            &format!("CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEROLE"),
+        )?;
         Ok(cluster)
     }
 
@@ -231,6 +240,11 @@ impl PgCluster {
         format!("postgres://{SUPERUSER}@{HOST}:{}/{database}", self.port)
     }
 
+    /// URL of `database` as [`APP_ROLE`], the role a server connects as.
+    pub fn app_url(&self, database: &str) -> String {
+        format!("postgres://{APP_ROLE}@{HOST}:{}/{database}", self.port)
+    }
+
     /// The cluster's data directory (`PGDATA`).
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
@@ -251,8 +265,8 @@ impl PgCluster {
         &self.bin_dir
     }
 
-    /// Creates an empty database with a unique name; it is dropped when the
-    /// returned value is.
+    /// Creates an empty database with a unique name, owned by [`APP_ROLE`]; it is
+    /// dropped when the returned value is.
     pub fn fresh_database(&self) -> Result<TestDatabase, PgError> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = format!(
@@ -261,10 +275,11 @@ impl PgCluster {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let mut cmd = self.client_command("createdb");
-        cmd.arg(&name);
+        cmd.args(["-O", APP_ROLE]).arg(&name);
         run(&mut cmd)?;
         Ok(TestDatabase {
-            url: self.database_url(&name),
+            url: self.app_url(&name),
+            superuser_url: self.database_url(&name),
             name,
             dropper: Dropper {
                 psql: self.bin_dir.join("psql"),
@@ -416,8 +431,12 @@ impl Drop for PgCluster {
 /// `WITH (FORCE)`, so open connections do not block it) when this is.
 #[derive(Debug)]
 pub struct TestDatabase {
-    /// Connection URL (superuser, TCP on loopback).
+    /// Connection URL for a server: [`APP_ROLE`], TCP on loopback. Row-level
+    /// security applies to it.
     pub url: String,
+    /// The same database as the superuser, which bypasses row-level security:
+    /// for tests that inspect or tamper with every tenant's rows.
+    pub superuser_url: String,
     /// Database name.
     pub name: String,
     dropper: Dropper,

@@ -1555,7 +1555,7 @@ fn fleet() {
 
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(1)
-            .connect(&server_db.url)
+            .connect(&server_db.superuser_url)
             .await
             .unwrap();
         let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM change_log")

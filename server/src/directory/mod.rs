@@ -66,9 +66,42 @@ pub enum Db {
     },
 }
 
+/// Begins a Postgres transaction bound to `tenant`: the row-level security
+/// policies (migration 0009) show and accept only that tenant's rows in it. The
+/// setting is transaction-local, so it ends with the transaction and never
+/// reaches the pool's next user.
+pub(crate) async fn tenant_tx(
+    pool: &PgPool,
+    tenant: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('crewsync.tenant', $1, true)")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
 /// Runs `$body` with `$pool` bound to the backend's pool: the writer for writes
 /// (`write`), any reader for reads (`read`).
+///
+/// With `tenant $t` (reads of tenant-walled tables), Postgres runs the body in a
+/// [`tenant_tx`] with `$pool` bound to its connection; the transaction only
+/// reads and is ended by dropping it. A failure to begin it is returned as the
+/// body's error, so the body must produce `Result<_, sqlx::Error>`.
 macro_rules! on_db {
+    ($db:expr, tenant $tenant:expr, read $pool:ident => $body:expr) => {
+        match $db {
+            Db::Postgres(pool) => match $crate::directory::tenant_tx(pool, $tenant).await {
+                Ok(mut tx) => {
+                    let $pool = &mut *tx;
+                    $body
+                }
+                Err(e) => Err(e),
+            },
+            Db::Sqlite { readers: $pool, .. } => $body,
+        }
+    };
     ($db:expr, read $pool:ident => $body:expr) => {
         match $db {
             Db::Postgres($pool) => $body,
@@ -86,8 +119,28 @@ macro_rules! on_db {
 /// Runs `$body` inside a write transaction `$tx`, with `$lock` the row-locking
 /// suffix for SELECTs that guard a read-modify-write (`FOR UPDATE` on Postgres;
 /// nothing on SQLite, whose `BEGIN IMMEDIATE` already holds the write lock).
-/// `$body` commits.
+/// `$body` commits. With `tenant $t`, the Postgres transaction is a
+/// [`tenant_tx`].
 macro_rules! in_write_tx {
+    ($db:expr, tenant $tenant:expr, $tx:ident, $lock:ident => $body:expr) => {
+        match $db {
+            Db::Postgres(pool) => {
+                let mut $tx = $crate::directory::tenant_tx(pool, $tenant)
+                    .await
+                    .map_err($crate::directory::db_err("begin"))?;
+                let $lock = " FOR UPDATE";
+                $body
+            }
+            Db::Sqlite { writer, .. } => {
+                let mut $tx = writer
+                    .begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err($crate::directory::db_err("begin"))?;
+                let $lock = "";
+                $body
+            }
+        }
+    };
     ($db:expr, $tx:ident, $lock:ident => $body:expr) => {
         match $db {
             Db::Postgres(pool) => {

@@ -257,12 +257,13 @@ pub(crate) async fn quarantined_in(
     journey: Option<JourneyId>,
 ) -> Result<Vec<Quarantined>, StorageError> {
     use crate::directory::{Db, on_db};
-    let rows: Vec<QuarantineRow> = on_db!(db, read pool => sqlx::query_as(QUARANTINE_SELECT)
+    let rows: Vec<QuarantineRow> =
+        on_db!(db, tenant tenant, read pool => sqlx::query_as(QUARANTINE_SELECT)
         .bind(tenant)
         .bind(journey.map(|j| j.as_uuid()))
         .fetch_all(pool)
-        .await
-        .map_err(|e| StorageError::Database(format!("{backend} quarantined: {e}")))?);
+        .await)
+        .map_err(|e| StorageError::Database(format!("{backend} quarantined: {e}")))?;
     quarantined_rows(backend, rows)
 }
 
@@ -315,13 +316,14 @@ pub(crate) async fn audit_since_in(
         audit_columns!(),
         " FROM audit_log WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3"
     );
-    let rows: Vec<crate::audit::AuditRow> = on_db!(db, read pool => sqlx::query_as(sql)
+    let rows: Vec<crate::audit::AuditRow> =
+        on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
         .bind(tenant)
         .bind(to_db_seq(after))
         .bind(i64::from(limit))
         .fetch_all(pool)
-        .await
-        .map_err(|e| StorageError::Database(format!("{backend} audit_since: {e}")))?);
+        .await)
+        .map_err(|e| StorageError::Database(format!("{backend} audit_since: {e}")))?;
     rows.into_iter()
         .map(|row| crate::audit::entry_from_row(backend, row))
         .collect()
@@ -341,13 +343,14 @@ pub(crate) async fn audit_trail_in(
         audit_columns!(),
         " FROM audit_log WHERE tenant = $1 AND entity = $2 AND entity_id = $3 ORDER BY seq"
     );
-    let rows: Vec<crate::audit::AuditRow> = on_db!(db, read pool => sqlx::query_as(sql)
+    let rows: Vec<crate::audit::AuditRow> =
+        on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
         .bind(tenant)
         .bind(entity)
         .bind(entity_id)
         .fetch_all(pool)
-        .await
-        .map_err(|e| StorageError::Database(format!("{backend} audit_trail: {e}")))?);
+        .await)
+        .map_err(|e| StorageError::Database(format!("{backend} audit_trail: {e}")))?;
     rows.into_iter()
         .map(|row| crate::audit::entry_from_row(backend, row))
         .collect()
@@ -360,12 +363,13 @@ pub(crate) async fn audit_head_in(
     tenant: &str,
 ) -> Result<Option<ChainHead>, StorageError> {
     use crate::directory::{Db, on_db};
-    let row: Option<(i64, Option<Vec<u8>>)> = on_db!(db, read pool => sqlx::query_as(
+    let row: Option<(i64, Option<Vec<u8>>)> =
+        on_db!(db, tenant tenant, read pool => sqlx::query_as(
         "SELECT audit_seq, audit_hash FROM log_heads WHERE tenant = $1")
         .bind(tenant)
         .fetch_optional(pool)
-        .await
-        .map_err(|e| StorageError::Database(format!("{backend} audit_head: {e}")))?);
+        .await)
+        .map_err(|e| StorageError::Database(format!("{backend} audit_head: {e}")))?;
     match row {
         None => Ok(None),
         Some((seq, hash)) => crate::audit::stored_head(backend, seq, hash),

@@ -90,6 +90,8 @@ SELECT
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    #[cfg(feature = "testing")]
+    forget_tenant_filter: bool,
 }
 
 impl PostgresStorage {
@@ -137,7 +139,34 @@ impl PostgresStorage {
                     .to_owned(),
             ));
         }
-        Ok(Self { pool })
+        // Row-level security (migration 0009) is a second wall behind the
+        // tenant filters; superusers and BYPASSRLS roles walk past it.
+        let bypasses: bool = sqlx::query_scalar(
+            "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(err("connect: read role"))?;
+        if bypasses {
+            tracing::warn!(
+                "the database role is a superuser or has BYPASSRLS, so row-level security \
+                 does not apply to this server: connect as an ordinary role that owns the schema"
+            );
+        }
+        Ok(Self {
+            pool,
+            #[cfg(feature = "testing")]
+            forget_tenant_filter: false,
+        })
+    }
+
+    /// Test-only fault: `changes_since` loses its `tenant = $1` filter, as a
+    /// careless edit might, so a test can show row-level security still keeps
+    /// other tenants' changes out.
+    #[cfg(feature = "testing")]
+    pub fn forgetting_tenant_filter(mut self) -> Self {
+        self.forget_tenant_filter = true;
+        self
     }
 
     /// The underlying pool (for tests and diagnostics).
@@ -157,6 +186,20 @@ impl PostgresStorage {
 }
 
 /// Maps a driver error to a [`StorageError`] naming the backend and the operation.
+impl PostgresStorage {
+    /// A transaction bound to `tenant` (row-level security shows it only that
+    /// tenant's rows). Reads end it by dropping it.
+    async fn tenant_tx(
+        &self,
+        tenant: &str,
+        operation: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StorageError> {
+        crate::directory::tenant_tx(&self.pool, tenant)
+            .await
+            .map_err(err(operation))
+    }
+}
+
 fn err(operation: &'static str) -> impl FnOnce(sqlx::Error) -> StorageError {
     move |e| StorageError::Database(format!("postgres {operation}: {e}"))
 }
@@ -170,7 +213,7 @@ impl Storage for PostgresStorage {
                 new_changes: 0,
             });
         }
-        let mut tx = self.pool.begin().await.map_err(err("append: begin"))?;
+        let mut tx = self.tenant_tx(tenant, "append: begin").await?;
         let (head, audit_head) = lock_heads(&mut tx, tenant).await?;
         let entities = journey_entities(changes);
         let hashes: Vec<&[u8]> = changes.iter().map(|c| c.hash.as_slice()).collect();
@@ -218,23 +261,29 @@ impl Storage for PostgresStorage {
         cursor: u64,
         limit: u32,
     ) -> Result<Vec<StoredChange>, StorageError> {
-        let rows: Vec<super::LogRow> = sqlx::query_as(
+        let sql = "SELECT seq, journey_id, hash, actor, bytes FROM change_log
+                   WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+        #[cfg(feature = "testing")]
+        let sql = if self.forget_tenant_filter {
             "SELECT seq, journey_id, hash, actor, bytes FROM change_log
-             WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-        )
-        .bind(tenant)
-        .bind(super::to_db_seq(cursor))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err("changes_since"))?;
+             WHERE $1::text IS NOT NULL AND seq > $2 ORDER BY seq LIMIT $3"
+        } else {
+            sql
+        };
+        let rows: Vec<super::LogRow> = sqlx::query_as(sql)
+            .bind(tenant)
+            .bind(super::to_db_seq(cursor))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tenant_tx(tenant, "changes_since: begin").await?)
+            .await
+            .map_err(err("changes_since"))?;
         super::stored_changes("postgres", rows)
     }
 
     async fn head(&self, tenant: &str) -> Result<u64, StorageError> {
         let head: Option<i64> = sqlx::query_scalar("SELECT head FROM log_heads WHERE tenant = $1")
             .bind(tenant)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.tenant_tx(tenant, "head: begin").await?)
             .await
             .map_err(err("head"))?;
         super::from_db_seq("postgres", "head", head.unwrap_or(0))
@@ -249,7 +298,7 @@ impl Storage for PostgresStorage {
             sqlx::query_as(JOURNEY_SQL)
                 .bind(tenant)
                 .bind(journey.as_uuid())
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *self.tenant_tx(tenant, "journey: begin").await?)
                 .await
                 .map_err(err("journey"))?;
         Ok(JourneyRecord {
@@ -265,7 +314,7 @@ impl Storage for PostgresStorage {
         )
         .bind(tenant)
         .bind(journey.as_uuid())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.tenant_tx(tenant, "unfolded_count: begin").await?)
         .await
         .map_err(err("unfolded_count"))?;
         super::from_db_seq("postgres", "unfolded_count", count)
@@ -279,11 +328,7 @@ impl Storage for PostgresStorage {
         snapshot: &[u8],
         contains: &[Vec<u8>],
     ) -> Result<bool, StorageError> {
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(err("save_snapshot: begin"))?;
+        let mut tx = self.tenant_tx(tenant, "save_snapshot: begin").await?;
         // The first snapshot inserts (a concurrent first one makes this a no-op);
         // later ones replace only the generation they were built from.
         let saved = if base_generation == 0 {
@@ -342,7 +387,7 @@ impl Storage for PostgresStorage {
         if changes.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(err("quarantine: begin"))?;
+        let mut tx = self.tenant_tx(tenant, "quarantine: begin").await?;
         let (head, audit_head) = lock_heads(&mut tx, tenant).await?;
         // Refusals are rare: one statement per change is fine here.
         let mut records = Vec::new();
@@ -388,11 +433,7 @@ impl Storage for PostgresStorage {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(err("record_audit: begin"))?;
+        let mut tx = self.tenant_tx(tenant, "record_audit: begin").await?;
         let (head, audit_head) = lock_heads(&mut tx, tenant).await?;
         let entries = audit_only(&mut tx, tenant, head, audit_head, records.to_vec()).await?;
         tx.commit().await.map_err(err("record_audit: commit"))?;
