@@ -102,6 +102,14 @@ pub enum Error {
     #[error("server error {status}: {message}")]
     Server { status: u16, message: String },
 
+    /// The server is shedding this device's requests (429): try again after
+    /// `retry_after`, which the sync loop honours over its own backoff.
+    #[error("rate limited, retry after {retry_after:?}: {message}")]
+    RateLimited {
+        retry_after: std::time::Duration,
+        message: String,
+    },
+
     /// The server does not accept this device's credentials (none, expired and not
     /// refreshable, revoked, or the user deactivated): sign in again. Unsynced work
     /// stays queued.

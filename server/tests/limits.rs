@@ -433,3 +433,38 @@ async fn one_tenant_spending_its_sync_quota_never_blocks_another() {
         assert_eq!(stranger_refused, 0, "tenant B is served throughout");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_client_hears_429_as_rate_limited_with_the_servers_wait() {
+    use crewsync_core::Error;
+    use crewsync_core::sync::runtime::HttpTransport;
+    let env = server(
+        Config {
+            sync_limit_per_device: per_hour(2),
+            ..Config::default()
+        },
+        true,
+    )
+    .await;
+    let transport = HttpTransport::new(&env.base).unwrap();
+    let email = env.a.user(Role::Dispatcher).email.clone();
+    transport
+        .sign_in(&email, TEST_PASSWORD, DeviceId::new())
+        .await
+        .unwrap();
+    let request: crewsync_core::sync::wire::SyncRequest =
+        crewsync_core::sync::wire::decode_request(&sync_body(&[])).unwrap();
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(transport.exchange(&request).await);
+    }
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    match &outcomes[2] {
+        // 2 an hour: the next one refills 30 minutes on.
+        Err(Error::RateLimited { retry_after, .. }) => assert!(
+            (Duration::from_secs(60)..=Duration::from_secs(1800)).contains(retry_after),
+            "{retry_after:?}"
+        ),
+        other => panic!("expected a rate limit, got {other:?}"),
+    }
+}

@@ -46,6 +46,46 @@ pub struct SyncOutcome {
     pub pending: u64,
 }
 
+/// How long a 429 answer asks us to wait (`Retry-After` in seconds; the HTTP-date
+/// form is not used by crewsync servers and reads as "not said").
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// Maps an answer's status to the error it means: refused credentials, a rate
+/// limit (with the wait the server asked for), or any other failure.
+pub(crate) fn check_status(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Result<()> {
+    let text = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Err(Error::Unauthorized(text()));
+    }
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(Error::RateLimited {
+            retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+            message: text(),
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::Server {
+            status: status.as_u16(),
+            message: text(),
+        });
+    }
+    Ok(())
+}
+
 /// Backoff between failed attempts: exponential with full jitter, capped.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -188,19 +228,9 @@ impl HttpTransport {
             .send()
             .await
             .map_err(|e| self.network_error(e))?;
-        let status = response.status();
+        let (status, retry_after) = (response.status(), retry_after(&response));
         let body = response.bytes().await.map_err(|e| self.network_error(e))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(Error::Unauthorized(
-                String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-            ));
-        }
-        if !status.is_success() {
-            return Err(Error::Server {
-                status: status.as_u16(),
-                message: String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned(),
-            });
-        }
+        check_status(status, retry_after, &body)?;
         serde_json::from_slice(&body)
             .map_err(|e| Error::NetworkUnusable(format!("unreadable answer from /v1/me: {e}")))
     }
@@ -230,18 +260,9 @@ impl HttpTransport {
             .send()
             .await
             .map_err(|e| self.network_error(e))?;
-        let status = response.status();
+        let (status, retry_after) = (response.status(), retry_after(&response));
         let body = response.bytes().await.map_err(|e| self.network_error(e))?;
-        let text = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(Error::Unauthorized(text()));
-        }
-        if !status.is_success() {
-            return Err(Error::Server {
-                status: status.as_u16(),
-                message: text(),
-            });
-        }
+        check_status(status, retry_after, &body)?;
         serde_json::from_slice(&body)
             .map_err(|e| Error::NetworkUnusable(format!("unreadable answer from {path}: {e}")))
     }
@@ -278,7 +299,7 @@ impl HttpTransport {
             .send()
             .await
             .map_err(|e| self.network_error(e))?;
-        let status = response.status();
+        let (status, retry_after) = (response.status(), retry_after(&response));
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -286,17 +307,7 @@ impl HttpTransport {
             .unwrap_or_default()
             .to_owned();
         let body = response.bytes().await.map_err(|e| self.network_error(e))?;
-        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(Error::Unauthorized(text));
-        }
-        if !status.is_success() {
-            let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-            return Err(Error::Server {
-                status: status.as_u16(),
-                message: text,
-            });
-        }
+        check_status(status, retry_after, &body)?;
         if content_type != CONTENT_TYPE {
             return Err(Error::NetworkUnusable(format!(
                 "expected a sync response, got {status} with content type {content_type:?} \
@@ -522,9 +533,14 @@ impl SyncClient {
                             failures = 0;
                             interval
                         }
-                        Err(_) => {
+                        Err(e) => {
                             failures = failures.saturating_add(1);
-                            backoff.delay(failures - 1)
+                            // A server that says when to come back is believed.
+                            let asked = match e {
+                                Error::RateLimited { retry_after, .. } => retry_after,
+                                _ => Duration::ZERO,
+                            };
+                            backoff.delay(failures - 1).max(asked)
                         }
                     }
                 };
