@@ -12,6 +12,7 @@
 //!   ([`JourneyDocument::values_at`]).
 
 pub mod actions;
+pub mod conflicts;
 pub mod gps;
 pub mod origin;
 pub mod schema;

@@ -601,6 +601,15 @@ impl DeviceStore {
         self.with_document(journey, |doc| doc.values_at(path))
     }
 
+    /// Fields of `journey` written concurrently: each value, its writer and why
+    /// the current one is current.
+    pub fn conflicts(
+        &self,
+        journey: JourneyId,
+    ) -> Result<Vec<crate::document::conflicts::FieldConflict>> {
+        self.with_document(journey, JourneyDocument::conflicts)
+    }
+
     /// Runs `read` on the loaded document (loading it if needed).
     pub fn with_document<T>(
         &self,
