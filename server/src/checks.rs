@@ -322,7 +322,10 @@ fn judge(
     if !doc.has_change(&change.hash()) {
         return Ok((Verdict::Deferred, Vec::new()));
     }
-    let touches = touches_between(doc.automerge(), &before, &doc.heads());
+    // What the author did, from the change's own dependencies: the difference
+    // on our copy can hide a write (one that loses a concurrent conflict shows
+    // nothing), and a hidden write to an office field would slip through.
+    let touches = touches_between(doc.automerge(), change.deps(), &[change.hash()]);
     if creating {
         // A journey is created inside the creator's own tenant, at one of its
         // locations' ids as the document names it.

@@ -332,3 +332,89 @@ async fn other_tenants_journeys_and_missing_dependencies() {
         vec![Verdict::Accepted, Verdict::Accepted]
     );
 }
+
+/// A crew's write to an office field that loses a concurrent conflict changes
+/// nothing visible on the server's copy, so judging by the visible difference
+/// would let it in: the checks judge what the change's author did (its own
+/// diff from its dependencies), so it is refused. Found by the CLI's conflict
+/// report, which listed a mover among a truck number's writers.
+#[tokio::test]
+async fn a_crew_write_hidden_in_a_conflict_is_still_refused() {
+    let tenant = ClientId::new();
+    let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    let dispatcher = person(tenant, Role::Dispatcher);
+    let manager = person(tenant, Role::Manager);
+    let mover = person(tenant, Role::Mover);
+    let (doc, creation) = JourneyDocument::create(
+        &new_journey(tenant),
+        "America/Toronto",
+        &dispatcher.origin,
+        Timestamp::now(),
+        ActorId::random(),
+    )
+    .unwrap();
+    let journey = doc.id();
+    let mut office = Replica(doc);
+    let assign = office.act(
+        &dispatcher,
+        JourneyAction::AssignCrew {
+            user: mover.principal.user,
+            role: Role::Mover,
+        },
+    );
+    assert_eq!(
+        verdicts(&storage, &dispatcher, journey, &[creation, assign]).await,
+        vec![Verdict::Accepted, Verdict::Accepted]
+    );
+    // Three replicas of the same state; each writes the truck offline.
+    let mut second = accepted_replica(&storage, journey).await;
+    let mut crew = accepted_replica(&storage, journey).await;
+    let mut office = accepted_replica(&storage, journey).await;
+    // The office's writes come after more operations of their own, so their op
+    // counters are higher and the mover's value loses whatever the actor ids.
+    let office_note = office.act(
+        &dispatcher,
+        JourneyAction::AddNote {
+            note: EntryId::new(),
+            text: "gate code 4411".into(),
+        },
+    );
+    let manager_note = second.act(
+        &manager,
+        JourneyAction::AddNote {
+            note: EntryId::new(),
+            text: "customer called".into(),
+        },
+    );
+    let by_office = office.act(
+        &dispatcher,
+        JourneyAction::SetTruckNumber {
+            truck_number: Some("T-40".into()),
+        },
+    );
+    let by_manager = second.act(
+        &manager,
+        JourneyAction::SetTruckNumber {
+            truck_number: Some("T-77".into()),
+        },
+    );
+    let by_mover = crew.act(
+        &mover,
+        JourneyAction::SetTruckNumber {
+            truck_number: Some("T-0".into()),
+        },
+    );
+    assert_eq!(
+        verdicts(&storage, &dispatcher, journey, &[office_note, by_office]).await,
+        vec![Verdict::Accepted; 2]
+    );
+    assert_eq!(
+        verdicts(&storage, &manager, journey, &[manager_note, by_manager]).await,
+        vec![Verdict::Accepted; 2]
+    );
+    let verdict = verdicts(&storage, &mover, journey, &[by_mover]).await;
+    assert!(
+        rejected_because(&verdict[0], "truck"),
+        "a mover's truck number must be refused: {verdict:?}"
+    );
+}
