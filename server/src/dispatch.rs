@@ -39,6 +39,8 @@ pub fn routes() -> OpenApiRouter<Services> {
     OpenApiRouter::new()
         .routes(routes!(create_journey, list_journeys))
         .routes(routes!(read_journey))
+        .routes(routes!(read_document))
+        .routes(routes!(read_quarantine))
         .routes(routes!(assign_crew))
         .routes(routes!(unassign_crew))
         .routes(routes!(set_truck))
@@ -229,6 +231,84 @@ async fn read_journey(
     Path(journey): Path<JourneyId>,
 ) -> Result<Json<Journey>, ApiError> {
     Ok(Json(load(&services, &principal, journey).await?.view))
+}
+
+/// `GET /v1/journeys/{journey}/document`: the server's copy of the journey as
+/// an automerge document (its saved bytes), for tools that inspect history and
+/// conflicts (`crewsync conflicts --server`).
+#[utoipa::path(get, path = "/v1/journeys/{journey}/document", tag = "dispatch",
+    params(("journey" = String, Path, description = "journey id")),
+    responses(
+        (status = 200, description = "The automerge document", content_type = "application/octet-stream"),
+        (status = 404, description = "Unknown, another tenant's, or outside the caller's scope"),
+    ),
+    security(("bearer" = [])))]
+async fn read_document(
+    State(services): State<Services>,
+    principal: Principal,
+    Path(journey): Path<JourneyId>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let doc = load(&services, &principal, journey).await?.doc;
+    let bytes = tokio::task::spawn_blocking(move || doc.save())
+        .await
+        .map_err(|e| checks::CheckError::Corrupt {
+            journey,
+            reason: format!("save task failed: {e}"),
+        })?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        bytes,
+    ))
+}
+
+/// A change the server refused or held, as `GET /v1/journeys/{journey}/quarantine`
+/// lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantineItem {
+    /// The change's hash, hex.
+    pub change: String,
+    /// `rejected` or `after_audit`.
+    pub kind: String,
+    pub reason: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    #[schema(value_type = String, format = Uuid)]
+    pub device_id: crewsync_core::ids::DeviceId,
+    /// Milliseconds since the epoch, server clock.
+    pub received_at: i64,
+}
+
+/// `GET /v1/journeys/{journey}/quarantine`: the journey's refused and held
+/// changes with their reasons (`crewsync quarantine --server`).
+#[utoipa::path(get, path = "/v1/journeys/{journey}/quarantine", tag = "dispatch",
+    params(("journey" = String, Path, description = "journey id")),
+    responses(
+        (status = 200, description = "The journey's quarantined changes", body = [QuarantineItem]),
+        (status = 404, description = "Unknown, another tenant's, or outside the caller's scope"),
+    ),
+    security(("bearer" = [])))]
+async fn read_quarantine(
+    State(services): State<Services>,
+    principal: Principal,
+    Path(journey): Path<JourneyId>,
+) -> Result<Json<Vec<QuarantineItem>>, ApiError> {
+    load(&services, &principal, journey).await?;
+    let held = services
+        .storage
+        .quarantined(&principal.tenant_key(), Some(journey))
+        .await?;
+    Ok(Json(
+        held.into_iter()
+            .map(|q| QuarantineItem {
+                change: q.hash.iter().map(|b| format!("{b:02x}")).collect(),
+                kind: q.kind.as_ref().to_owned(),
+                reason: q.reason,
+                user_id: q.user,
+                device_id: q.device,
+                received_at: q.received_at,
+            })
+            .collect(),
+    ))
 }
 
 /// `POST /v1/journeys/{journey}/crew`: puts a user of the tenant on the crew.

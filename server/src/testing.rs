@@ -5,9 +5,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crewsync_core::ids::{ClientId, DeviceId, LocationId, UserId};
+use std::collections::BTreeSet;
+
+use crewsync_core::ids::{ClientId, DeviceId, JourneyId, LocationId, UserId};
 use crewsync_core::model::{Location, Role};
 use crewsync_core::sync::auth::{TokenResponse, UserView};
+use crewsync_core::sync::runtime::SyncClient;
+use crewsync_core::{DeviceStore, StoreOptions};
 use strum::IntoEnumIterator;
 
 use crate::auth::http::AuthService;
@@ -206,5 +210,71 @@ impl EmbeddedTestDb {
             tenant,
             dir,
         })
+    }
+}
+
+/// Serves the server's routes over `storage` on a free port of 127.0.0.1 and
+/// returns its base URL.
+#[allow(clippy::unwrap_used)]
+pub async fn serve(storage: &Arc<dyn Storage>, tenant: &TestTenant) -> String {
+    let app = crate::app(crate::AppState {
+        storage: Arc::clone(storage),
+        auth: Arc::clone(&tenant.auth),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A device store in a temp dir, signed in as a user of a test tenant, with a
+/// sync client for a server at `url`.
+pub struct TestDevice {
+    pub user: UserRecord,
+    pub store: Arc<DeviceStore>,
+    pub sync: Arc<SyncClient>,
+    _dir: tempfile::TempDir,
+}
+
+// Test fixture: a failed set-up should stop the test where it happened.
+#[allow(clippy::unwrap_used)]
+impl TestDevice {
+    /// A device signed in as `user`, knowing every location of the tenant.
+    pub async fn of(tenant: &TestTenant, user: &UserRecord, url: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            DeviceStore::open(dir.path().join("d.sqlite"), StoreOptions::default()).unwrap();
+        store.upsert_location(&tenant.device_location()).unwrap();
+        // Every location of the tenant, as the app learns them at sign-in.
+        for location in tenant
+            .auth
+            .directory
+            .locations(tenant.tenant)
+            .await
+            .unwrap()
+        {
+            store
+                .upsert_location(&crewsync_core::model::Location {
+                    id: location.id,
+                    client_id: tenant.tenant,
+                    name: location.name,
+                    timezone: location.timezone,
+                })
+                .unwrap();
+        }
+        let tokens = tenant.sign_in_user(user, store.device_id()).await.unwrap();
+        store.save_sign_in(&tokens, true).unwrap();
+        let sync = SyncClient::new(Arc::clone(&store), url).unwrap();
+        Self {
+            user: user.clone(),
+            store,
+            sync,
+            _dir: dir,
+        }
+    }
+
+    /// The journeys on the device.
+    pub fn holds(&self) -> BTreeSet<JourneyId> {
+        self.store.journey_ids().unwrap().into_iter().collect()
     }
 }

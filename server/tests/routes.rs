@@ -384,6 +384,22 @@ fn table() -> Vec<Route> {
             build: build!(|w, ids| plain(format!("/v1/journeys/{}", w.journey(ids)))),
         },
         Route {
+            method: "get",
+            path: "/v1/journeys/{journey}/document",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/journeys/{}/document", w.journey(ids)))),
+        },
+        Route {
+            method: "get",
+            path: "/v1/journeys/{journey}/quarantine",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/journeys/{}/quarantine", w.journey(ids)))),
+        },
+        Route {
             method: "post",
             path: "/v1/journeys/{journey}/crew",
             public: false,

@@ -12,8 +12,11 @@
 //!   ([`JourneyDocument::values_at`]).
 
 pub mod actions;
+pub mod compare;
 pub mod conflicts;
 pub mod gps;
+pub mod history;
+pub mod json;
 pub mod origin;
 pub mod schema;
 pub mod touches;

@@ -57,6 +57,55 @@ pub fn touches_between(doc: &Automerge, before: &[ChangeHash], after: &[ChangeHa
     touches.into_iter().collect()
 }
 
+/// One field a change wrote: its path from the root and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct FieldWrite {
+    pub path: Vec<String>,
+    /// `put`, `delete` or `increment`.
+    pub act: &'static str,
+}
+
+/// The fields the changes between `before` and `after` wrote. Writes inside an
+/// object the same changes created are reported as that object (an entry, not
+/// its text and time).
+pub fn writes_between(
+    doc: &Automerge,
+    before: &[ChangeHash],
+    after: &[ChangeHash],
+) -> Vec<FieldWrite> {
+    let patches = doc.diff(before, after);
+    let created: HashSet<ObjId> = patches
+        .iter()
+        .filter_map(|patch| match &patch.action {
+            PatchAction::PutMap {
+                value: (Value::Object(_), id),
+                ..
+            }
+            | PatchAction::PutSeq {
+                value: (Value::Object(_), id),
+                ..
+            } => Some(id.clone()),
+            _ => None,
+        })
+        .collect();
+    let writes: BTreeSet<FieldWrite> = patches
+        .iter()
+        .filter(|patch| !created.contains(&patch.obj))
+        .map(|patch| {
+            let (path, act) = path_of(patch);
+            FieldWrite {
+                path,
+                act: match act {
+                    Act::Put => "put",
+                    Act::Delete => "delete",
+                    Act::Increment => "increment",
+                },
+            }
+        })
+        .collect();
+    writes.into_iter().collect()
+}
+
 struct Scope<'a> {
     doc: &'a Automerge,
     before: &'a [ChangeHash],

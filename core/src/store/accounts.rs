@@ -155,3 +155,12 @@ pub fn get(conn: &Connection, user: UserId) -> Result<Option<Account>> {
         needs_sign_in: needs != 0,
     }))
 }
+
+/// The ids of every user signed in on this device, in id order.
+pub fn users(conn: &Connection) -> Result<Vec<UserId>> {
+    let mut stmt = conn.prepare_cached("SELECT user_id FROM accounts ORDER BY user_id")?;
+    let ids = stmt
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    ids.into_iter().map(|id| id.parse()).collect()
+}

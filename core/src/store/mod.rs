@@ -274,6 +274,11 @@ impl DeviceStore {
         rejections::list(&self.lock_writer()?.conn, journey)
     }
 
+    /// Every user who signed in on this device.
+    pub fn account_users(&self) -> Result<Vec<UserId>> {
+        accounts::users(&self.lock_writer()?.conn)
+    }
+
     /// A user who signed in on this device.
     pub fn account(&self, user: UserId) -> Result<Option<Account>> {
         accounts::get(&self.lock_writer()?.conn, user)

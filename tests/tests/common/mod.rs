@@ -2,14 +2,10 @@
 //! store or Postgres, with a test tenant; devices signed in as its users.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use crewsync_core::ids::{ClientId, JourneyId, LocationId};
-use crewsync_core::sync::runtime::SyncClient;
-use crewsync_core::{DeviceStore, StoreOptions};
-use crewsync_server::directory::UserRecord;
+use crewsync_core::ids::{ClientId, LocationId};
 use crewsync_server::storage::Storage;
 use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 
@@ -64,64 +60,11 @@ impl Backend {
     }
 
     pub async fn serve(&self) -> String {
-        let app = crewsync_server::app(crewsync_server::AppState {
-            storage: Arc::clone(&self.storage),
-            auth: Arc::clone(&self.tenant.auth),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        url
+        crewsync_server::testing::serve(&self.storage, &self.tenant).await
     }
 }
 
-pub struct Device {
-    pub user: UserRecord,
-    pub store: Arc<DeviceStore>,
-    pub sync: Arc<SyncClient>,
-    _dir: tempfile::TempDir,
-}
-
-impl Device {
-    /// A device signed in as `user`, knowing every location of the tenant.
-    pub async fn of(tenant: &TestTenant, user: &UserRecord, url: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store =
-            DeviceStore::open(dir.path().join("d.sqlite"), StoreOptions::default()).unwrap();
-        store.upsert_location(&tenant.device_location()).unwrap();
-        // Every location of the tenant, as the app learns them at sign-in.
-        for location in tenant
-            .auth
-            .directory
-            .locations(tenant.tenant)
-            .await
-            .unwrap()
-        {
-            store
-                .upsert_location(&crewsync_core::model::Location {
-                    id: location.id,
-                    client_id: tenant.tenant,
-                    name: location.name,
-                    timezone: location.timezone,
-                })
-                .unwrap();
-        }
-        let tokens = tenant.sign_in_user(user, store.device_id()).await.unwrap();
-        store.save_sign_in(&tokens, true).unwrap();
-        let sync = SyncClient::new(Arc::clone(&store), url).unwrap();
-        Self {
-            user: user.clone(),
-            store,
-            sync,
-            _dir: dir,
-        }
-    }
-
-    /// The journeys on the device.
-    pub fn holds(&self) -> BTreeSet<JourneyId> {
-        self.store.journey_ids().unwrap().into_iter().collect()
-    }
-}
+pub use crewsync_server::testing::TestDevice as Device;
 
 /// Polls `check` (bounded: 100 × 50 ms) until it holds.
 pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
