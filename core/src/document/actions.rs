@@ -453,7 +453,8 @@ pub(super) fn apply<T: Doc>(
                 kind,
                 tag: tag.clone(),
                 author: user,
-                device_time: at,
+                // The capture's device time, so the entry and its media agree.
+                device_time: media.captured.at,
                 text: text.clone(),
                 location: media.gps,
                 stage: None,

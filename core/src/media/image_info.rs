@@ -72,11 +72,25 @@ fn reader(path: &Path, format: Format, limits: &ImageLimits) -> Result<ImageRead
 
 /// Width and height from the headers, refused over the limits. Reads no pixels.
 pub fn dimensions(path: &Path, format: Format, limits: &ImageLimits) -> Result<(u32, u32)> {
-    let (width, height) = reader(path, format, limits)?
-        .into_dimensions()
-        .map_err(|e| invalid(format, e))?;
-    limits.check(width, height)?;
-    Ok((width, height))
+    match reader(path, format, limits)?.into_dimensions() {
+        Ok((width, height)) => {
+            limits.check(width, height)?;
+            Ok((width, height))
+        }
+        Err(image::ImageError::Limits(_)) => {
+            // Say what the header declared: read it again without limits (headers
+            // only, nothing is allocated for pixels).
+            let mut unlimited = reader(path, format, limits)?;
+            unlimited.no_limits();
+            let declared = unlimited.into_dimensions().map_err(|e| invalid(format, e))?;
+            limits.check(declared.0, declared.1)?;
+            Err(Error::InvalidMedia(format!(
+                "the {} is over the decoding limits",
+                format.content_type()
+            )))
+        }
+        Err(e) => Err(invalid(format, e)),
+    }
 }
 
 /// Decodes the whole image under the limits (PNG and WebP thumbnails).
