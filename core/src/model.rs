@@ -481,6 +481,34 @@ pub struct MediaRef {
     pub removed: Option<Stamp>,
 }
 
+impl MediaRef {
+    /// A reference with its id, kind and capture stamp, everything else unset.
+    pub fn new(id: MediaId, kind: MediaKind, captured: Stamp) -> Self {
+        Self {
+            id,
+            kind,
+            sha256: None,
+            size: None,
+            step: None,
+            activity: None,
+            entry: None,
+            captured,
+            content_type: None,
+            width: None,
+            height: None,
+            captured_at: None,
+            exif_time: None,
+            exif_gps: None,
+            gps: None,
+            device: None,
+            thumbnail_sha256: None,
+            thumbnail_size: None,
+            signature: None,
+            removed: None,
+        }
+    }
+}
+
 /// Who signs: the customer or a crew member.
 #[derive(
     Debug,
