@@ -71,11 +71,17 @@ fn a_photo_is_stored_as_given_with_its_metadata_thumbnail_and_entry() {
     assert_eq!((media.width, media.height), (Some(1200), Some(900)));
     assert_eq!(media.exif_time.as_deref(), Some("2026:11:24 09:30:00"));
     // No offset in the EXIF: read in the journey's timezone (Toronto, UTC-5 in November).
-    assert_eq!(media.captured_at.unwrap().to_string(), "2026-11-24T14:30:00.000Z");
+    assert_eq!(
+        media.captured_at.unwrap().to_string(),
+        "2026-11-24T14:30:00.000Z"
+    );
     let exif_gps = media.exif_gps.unwrap();
     assert!((exif_gps.lat - 43.65).abs() < 1e-9 && (exif_gps.lon + 79.383_333).abs() < 1e-5);
     assert_eq!(media.gps, Some(fix()));
-    assert_eq!(media.device.as_deref(), Some(d.store.device_id().to_string().as_str()));
+    assert_eq!(
+        media.device.as_deref(),
+        Some(d.store.device_id().to_string().as_str())
+    );
     assert_eq!(media.captured.by, d.user.user_id);
     assert_eq!(media.step, Some(2));
 
@@ -85,7 +91,10 @@ fn a_photo_is_stored_as_given_with_its_metadata_thumbnail_and_entry() {
     // The thumbnail: its own file, a JPEG of at most 320 px, hash recorded.
     let thumb_path = d.store.media_dir().join(format!("{}.thumb.jpg", media.id));
     let thumb = fs::read(&thumb_path).unwrap();
-    assert_eq!(media.thumbnail_sha256.as_deref(), Some(sha256_hex(&thumb).as_str()));
+    assert_eq!(
+        media.thumbnail_sha256.as_deref(),
+        Some(sha256_hex(&thumb).as_str())
+    );
     assert_eq!(media.thumbnail_size, Some(thumb.len() as u64));
     let decoded = image::load_from_memory_with_format(&thumb, ImageFormat::Jpeg).unwrap();
     assert_eq!((decoded.width(), decoded.height()), (320, 240));
@@ -94,17 +103,31 @@ fn a_photo_is_stored_as_given_with_its_metadata_thumbnail_and_entry() {
     assert_eq!(d.store.outbox_len().unwrap(), outbox_before + 1);
     let view = d.store.journey(j).unwrap();
     assert_eq!(view.media, vec![media.clone()]);
-    let entry = view.entries.iter().find(|e| e.media_id == Some(media.id)).unwrap();
+    let entry = view
+        .entries
+        .iter()
+        .find(|e| e.media_id == Some(media.id))
+        .unwrap();
     assert_eq!(entry.kind, EntryKind::Photo);
     assert_eq!(Some(entry.id), media.entry);
     assert_eq!(entry.tag.as_deref(), Some("SC"));
-    assert_eq!(d.store.list_journeys(common::toronto().id, common::day()).unwrap()[0].photo_count, 1);
+    assert_eq!(
+        d.store
+            .list_journeys(common::toronto().id, common::day())
+            .unwrap()[0]
+            .photo_count,
+        1
+    );
 
     // Two queue items: the original and the thumbnail.
     let queue = d.store.upload_queue().unwrap();
     let kinds: Vec<UploadKind> = queue.iter().map(|i| i.kind).collect();
     assert_eq!(kinds, [UploadKind::Thumbnail, UploadKind::Photo]);
-    assert!(queue.iter().all(|i| i.media_id == media.id && i.journey_id == j));
+    assert!(
+        queue
+            .iter()
+            .all(|i| i.media_id == media.id && i.journey_id == j)
+    );
     assert_eq!(queue[1].path, original);
     assert_eq!(queue[1].sha256, sha256_hex(&bytes));
     assert_eq!(queue[0].content_type, "image/jpeg");
@@ -115,9 +138,15 @@ fn a_photo_is_stored_as_given_with_its_metadata_thumbnail_and_entry() {
 fn png_and_webp_are_captured_from_a_path() {
     let d = device(Role::Mover);
     let j = crew_journey(&d, &[]);
-    for (format, content_type) in [(ImageFormat::Png, "image/png"), (ImageFormat::WebP, "image/webp")] {
+    for (format, content_type) in [
+        (ImageFormat::Png, "image/png"),
+        (ImageFormat::WebP, "image/webp"),
+    ] {
         let bytes = images::encode(&images::picture(640, 480, 3), format);
-        let path = d.dir.path().join(format!("camera.{}", format.extensions_str()[0]));
+        let path = d
+            .dir
+            .path()
+            .join(format!("camera.{}", format.extensions_str()[0]));
         fs::write(&path, &bytes).unwrap();
         let media = d
             .store
@@ -142,24 +171,31 @@ fn bombs_truncated_files_and_wrong_content_store_nothing() {
     let good = jpeg(800, 600, 5);
     let mut garbage_after_header = good[..300].to_vec();
     garbage_after_header.extend(std::iter::repeat_n(0x55u8, 5_000));
-    let cases: Vec<(&str, Vec<u8>, fn(&Error) -> bool)> = vec![
-        ("png bomb 60000x60000", png_bomb(60_000, 60_000), |e| {
-            matches!(e, Error::InvalidMedia(m) if m.contains("60000×60000"))
-        }),
+    type Case = (&'static str, Vec<u8>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "png bomb 60000x60000",
+            png_bomb(60_000, 60_000),
+            |e| matches!(e, Error::InvalidMedia(m) if m.contains("60000×60000")),
+        ),
         ("truncated jpeg", good[..good.len() / 2].to_vec(), |e| {
             matches!(e, Error::InvalidMedia(_))
         }),
         ("jpeg header then garbage", garbage_after_header, |e| {
             matches!(e, Error::InvalidMedia(_))
         }),
-        ("windows exe", b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec(), |e| {
-            matches!(e, Error::Unsupported(_))
-        }),
+        (
+            "windows exe",
+            b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec(),
+            |e| matches!(e, Error::Unsupported(_)),
+        ),
         ("gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00".to_vec(), |e| {
             matches!(e, Error::Unsupported(_))
         }),
         ("empty", Vec::new(), |e| matches!(e, Error::Unsupported(_))),
-        ("a video as a photo", mp4(1_000), |e| matches!(e, Error::Unsupported(_))),
+        ("a video as a photo", mp4(1_000), |e| {
+            matches!(e, Error::Unsupported(_))
+        }),
     ];
     let outbox = d.store.outbox_len().unwrap();
     for (name, bytes, expected) in cases {
@@ -169,8 +205,15 @@ fn bombs_truncated_files_and_wrong_content_store_nothing() {
             .unwrap_err();
         assert!(expected(&error), "{name}: {error}");
         assert!(files_in(&d.store).is_empty(), "{name}: a file was left");
-        assert!(d.store.upload_queue().unwrap().is_empty(), "{name}: a row was left");
-        assert_eq!(d.store.outbox_len().unwrap(), outbox, "{name}: a change was made");
+        assert!(
+            d.store.upload_queue().unwrap().is_empty(),
+            "{name}: a row was left"
+        );
+        assert_eq!(
+            d.store.outbox_len().unwrap(),
+            outbox,
+            "{name}: a change was made"
+        );
         assert!(d.store.journey(j).unwrap().media.is_empty(), "{name}");
     }
     // Control: the untruncated photo is accepted by the same path.
@@ -226,15 +269,29 @@ fn a_video_is_kept_as_it_is_and_large_ones_wait_for_wifi() {
     assert_eq!(a.kind, MediaKind::Video);
     assert_eq!(a.content_type.as_deref(), Some("video/mp4"));
     assert_eq!((a.width, a.thumbnail_sha256.as_deref()), (None, None));
-    assert_eq!(fs::read(d.store.media_dir().join(format!("{}.mp4", b.id))).unwrap(), large);
+    assert_eq!(
+        fs::read(d.store.media_dir().join(format!("{}.mp4", b.id))).unwrap(),
+        large
+    );
     let queue = d.store.upload_queue().unwrap();
     assert_eq!(queue.len(), 2, "videos get no device thumbnail");
     let wifi_only: Vec<bool> = queue.iter().map(|i| i.wifi_only).collect();
     assert_eq!(wifi_only, [false, true]);
-    let entry = d.store.journey(j).unwrap().entries.into_iter().find(|e| e.media_id == Some(a.id)).unwrap();
+    let entry = d
+        .store
+        .journey(j)
+        .unwrap()
+        .entries
+        .into_iter()
+        .find(|e| e.media_id == Some(a.id))
+        .unwrap();
     assert_eq!(entry.kind, EntryKind::Video);
     // A photo is not a video.
-    let photo = d.store.capture_video(j, MediaSource::Bytes(jpeg(10, 10, 1)), CaptureInfo::default());
+    let photo = d.store.capture_video(
+        j,
+        MediaSource::Bytes(jpeg(10, 10, 1)),
+        CaptureInfo::default(),
+    );
     assert!(matches!(photo, Err(Error::Unsupported(_))));
 }
 
@@ -255,7 +312,10 @@ fn strokes(shift: f32) -> Vec<Stroke> {
             ],
         },
         Stroke {
-            points: vec![point(200.0, 120.0, 400, None), point(380.0, 118.0, 450, None)],
+            points: vec![
+                point(200.0, 120.0, 400, None),
+                point(380.0, 118.0, 450, None),
+            ],
         },
     ]
 }
@@ -283,7 +343,9 @@ fn the_same_strokes_give_a_byte_identical_png() {
     // Control: the check can fail — a stroke moved by half a pixel changes the bytes.
     let c = render_png(400, 200, &strokes(0.5)).unwrap();
     assert_ne!(a, c);
-    let image = image::load_from_memory_with_format(&a, ImageFormat::Png).unwrap().into_luma8();
+    let image = image::load_from_memory_with_format(&a, ImageFormat::Png)
+        .unwrap()
+        .into_luma8();
     assert_eq!(image.dimensions(), (400, 200));
     let ink = image.pixels().filter(|p| p.0[0] == 0).count();
     assert!(ink > 500, "strokes are drawn ({ink} ink pixels)");
@@ -297,9 +359,16 @@ fn a_signature_binds_signer_document_time_gps_and_png_hash() {
     let d = device(Role::Driver);
     let j = crew_journey(&d, &[]);
     let doc_hash = "ab".repeat(32);
-    let media = d.store.capture_signature(j, &signature(&doc_hash, 0.0)).unwrap();
+    let media = d
+        .store
+        .capture_signature(j, &signature(&doc_hash, 0.0))
+        .unwrap();
     let png = fs::read(d.store.media_dir().join(format!("{}.png", media.id))).unwrap();
-    assert_eq!(png, render_png(400, 200, &strokes(0.0)).unwrap(), "same strokes, same bytes");
+    assert_eq!(
+        png,
+        render_png(400, 200, &strokes(0.0)).unwrap(),
+        "same strokes, same bytes"
+    );
     assert_eq!(media.sha256.as_deref(), Some(sha256_hex(&png).as_str()));
     assert_eq!(media.kind, MediaKind::Signature);
     assert_eq!(media.gps, Some(fix()));
@@ -310,18 +379,32 @@ fn a_signature_binds_signer_document_time_gps_and_png_hash() {
     assert!(record.consent && record.refused.is_none());
     assert_eq!((record.strokes, record.points), (2, 6));
     let view = d.store.journey(j).unwrap();
-    let entry = view.entries.iter().find(|e| e.media_id == Some(media.id)).unwrap();
+    let entry = view
+        .entries
+        .iter()
+        .find(|e| e.media_id == Some(media.id))
+        .unwrap();
     assert_eq!(entry.kind, EntryKind::Signature);
     assert_eq!(entry.device_time, media.captured.at);
     let queue = d.store.upload_queue().unwrap();
     assert_eq!(queue.len(), 1);
-    assert_eq!((queue[0].kind, queue[0].content_type.as_str()), (UploadKind::Signature, "image/png"));
+    assert_eq!(
+        (queue[0].kind, queue[0].content_type.as_str()),
+        (UploadKind::Signature, "image/png")
+    );
 
     // No consent, or a malformed document hash: refused, nothing stored.
     let mut no_consent = signature(&doc_hash, 0.0);
     no_consent.consent = false;
-    assert!(matches!(d.store.capture_signature(j, &no_consent), Err(Error::InvalidInput(_))));
-    assert!(d.store.capture_signature(j, &signature("not-a-hash", 0.0)).is_err());
+    assert!(matches!(
+        d.store.capture_signature(j, &no_consent),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(
+        d.store
+            .capture_signature(j, &signature("not-a-hash", 0.0))
+            .is_err()
+    );
     assert_eq!(d.store.upload_queue().unwrap().len(), 1);
     assert_eq!(files_in(&d.store).len(), 1);
 }
@@ -342,16 +425,32 @@ fn a_refusal_to_sign_is_recorded_with_its_reason_and_no_png() {
     let media = d.store.record_signature_refusal(j, &refusal).unwrap();
     assert_eq!(media.sha256, None);
     let record = media.signature.unwrap();
-    assert_eq!(record.refused.as_deref(), Some("disputes the scratch on the piano"));
+    assert_eq!(
+        record.refused.as_deref(),
+        Some("disputes the scratch on the piano")
+    );
     assert!(!record.consent);
     assert!(d.store.upload_queue().unwrap().is_empty());
     assert!(files_in(&d.store).is_empty());
     let view = d.store.journey(j).unwrap();
-    let entry = view.entries.iter().find(|e| e.media_id == Some(media.id)).unwrap();
+    let entry = view
+        .entries
+        .iter()
+        .find(|e| e.media_id == Some(media.id))
+        .unwrap();
     assert_eq!(entry.kind, EntryKind::Signature);
-    assert_eq!(entry.text.as_deref(), Some("disputes the scratch on the piano"));
+    assert_eq!(
+        entry.text.as_deref(),
+        Some("disputes the scratch on the piano")
+    );
     // A refusal is not counted as a signature.
-    assert_eq!(d.store.list_journeys(common::toronto().id, common::day()).unwrap()[0].signature_count, 0);
+    assert_eq!(
+        d.store
+            .list_journeys(common::toronto().id, common::day())
+            .unwrap()[0]
+            .signature_count,
+        0
+    );
 }
 
 /// Two devices each take a signature offline; after a merge both are there, each
@@ -363,8 +462,14 @@ fn two_concurrent_signatures_both_survive_a_merge() {
     let b: Device = device(Role::Driver);
     common::send(&a.store, &b.store, j);
     b.store.set_active_user(Some(a.user.clone())).unwrap();
-    let first = a.store.capture_signature(j, &signature(&"01".repeat(32), 0.0)).unwrap();
-    let second = b.store.capture_signature(j, &signature(&"02".repeat(32), 3.0)).unwrap();
+    let first = a
+        .store
+        .capture_signature(j, &signature(&"01".repeat(32), 0.0))
+        .unwrap();
+    let second = b
+        .store
+        .capture_signature(j, &signature(&"02".repeat(32), 3.0))
+        .unwrap();
     assert_ne!(first.sha256, second.sha256);
     exchange(&a.store, &b.store, j);
     for store in [&a.store, &b.store] {
@@ -374,8 +479,18 @@ fn two_concurrent_signatures_both_survive_a_merge() {
         let mut expected = vec![first.sha256.clone(), second.sha256.clone()];
         expected.sort();
         assert_eq!(hashes, expected);
-        assert_eq!(view.entries.iter().filter(|e| e.kind == EntryKind::Signature).count(), 2);
-        let docs: Vec<_> = view.media.iter().map(|m| m.signature.clone().unwrap().document_sha256).collect();
+        assert_eq!(
+            view.entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Signature)
+                .count(),
+            2
+        );
+        let docs: Vec<_> = view
+            .media
+            .iter()
+            .map(|m| m.signature.clone().unwrap().document_sha256)
+            .collect();
         assert!(docs.contains(&"01".repeat(32)) && docs.contains(&"02".repeat(32)));
     }
 }

@@ -56,7 +56,11 @@ fn setup() -> Setup {
     let d = device(Role::Driver);
     let j = crew_journey(&d, &[]);
     d.store
-        .capture_photo(j, MediaSource::Bytes(jpeg(400, 300, 9)), CaptureInfo::default())
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(400, 300, 9)),
+            CaptureInfo::default(),
+        )
         .unwrap();
     Setup {
         path: d.store.path().to_path_buf(),
@@ -69,7 +73,13 @@ fn setup() -> Setup {
 
 fn run_child(setup: &Setup, mode: &str) -> (std::process::ExitStatus, String) {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args(["media_child", "--exact", "--nocapture", "--test-threads", "1"])
+        .args([
+            "media_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD, mode)
         .env(STORE, &setup.path)
         .env(JOURNEY, setup.journey.to_string())
@@ -101,7 +111,13 @@ fn consistent(store: &DeviceStore) -> Result<(), String> {
         if sha != item.sha256 || size != item.size {
             return Err(format!("{:?} does not match its row", item.path));
         }
-        named.insert(item.path.file_name().unwrap().to_string_lossy().into_owned());
+        named.insert(
+            item.path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned(),
+        );
     }
     let on_disk = files(store.media_dir());
     if on_disk != named {
@@ -122,24 +138,49 @@ fn a_crash_between_any_two_steps_never_leaves_a_row_pointing_at_a_partial_file()
         let setup = setup();
         let before = files(&setup.media_dir);
         let (status, output) = run_child(&setup, &format!("crash:{point}"));
-        assert_eq!(status.signal(), Some(libc::SIGABRT), "{point}: {status:?}\n{output}");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGABRT),
+            "{point}: {status:?}\n{output}"
+        );
         // Control: the crash really happened mid-capture and left debris to clean up.
-        let debris: Vec<String> = files(&setup.media_dir).difference(&before).cloned().collect();
-        assert!(!debris.is_empty(), "{point}: no leftover file, so no crash mid-capture");
+        let debris: Vec<String> = files(&setup.media_dir)
+            .difference(&before)
+            .cloned()
+            .collect();
+        assert!(
+            !debris.is_empty(),
+            "{point}: no leftover file, so no crash mid-capture"
+        );
         if point.ends_with("temp_write") || (point.ends_with("fsync") && !point.contains("dir")) {
-            assert!(debris.iter().all(|f| f.starts_with(".tmp-")), "{point}: {debris:?}");
+            assert!(
+                debris.iter().all(|f| f.starts_with(".tmp-")),
+                "{point}: {debris:?}"
+            );
         }
 
         let store = reopen(&setup);
         store.integrity_check().unwrap();
         consistent(&store).unwrap_or_else(|e| panic!("{point}: {e}"));
-        assert_eq!(files(&setup.media_dir), before, "{point}: the leftovers are gone");
+        assert_eq!(
+            files(&setup.media_dir),
+            before,
+            "{point}: the leftovers are gone"
+        );
         assert_eq!(store.upload_queue().unwrap().len(), 2, "{point}");
-        assert_eq!(store.journey(setup.journey).unwrap().media.len(), 1, "{point}");
+        assert_eq!(
+            store.journey(setup.journey).unwrap().media.len(),
+            1,
+            "{point}"
+        );
         assert!(store.media_problems().unwrap().is_empty(), "{point}");
         // And capture works again on the same files.
         store
-            .capture_photo(setup.journey, MediaSource::Bytes(jpeg(64, 64, 1)), CaptureInfo::default())
+            .capture_photo(
+                setup.journey,
+                MediaSource::Bytes(jpeg(64, 64, 1)),
+                CaptureInfo::default(),
+            )
             .unwrap();
         consistent(&store).unwrap();
     }
@@ -151,7 +192,10 @@ fn a_crash_between_any_two_steps_never_leaves_a_row_pointing_at_a_partial_file()
 fn control_an_uninterrupted_capture_commits_and_a_damaged_file_is_caught() {
     let setup = setup();
     let (status, output) = run_child(&setup, "crash:none");
-    assert!(status.success() && output.contains("CAPTURED"), "{status:?}\n{output}");
+    assert!(
+        status.success() && output.contains("CAPTURED"),
+        "{status:?}\n{output}"
+    );
     let store = reopen(&setup);
     consistent(&store).unwrap();
     assert_eq!(store.upload_queue().unwrap().len(), 4);
@@ -159,7 +203,10 @@ fn control_an_uninterrupted_capture_commits_and_a_damaged_file_is_caught() {
     let victim = store.upload_queue().unwrap().pop().unwrap().path;
     let bytes = fs::read(&victim).unwrap();
     fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(consistent(&store).is_err(), "the check bites on a partial file");
+    assert!(
+        consistent(&store).is_err(),
+        "the check bites on a partial file"
+    );
 }
 
 /// Incompressible pixels: a PNG of `side`² is about 3·side² bytes.
@@ -189,12 +236,20 @@ fn disk_full_is_a_clear_error_and_loses_nothing_captured_before() {
 
     let store = reopen(&setup);
     store.integrity_check().unwrap();
-    assert_eq!(store.upload_queue().unwrap(), before_queue, "nothing lost, nothing added");
+    assert_eq!(
+        store.upload_queue().unwrap(),
+        before_queue,
+        "nothing lost, nothing added"
+    );
     assert_eq!(files(&setup.media_dir), before_files);
     consistent(&store).unwrap();
     // Space is back: the same photo is captured.
     store
-        .capture_photo(setup.journey, MediaSource::Bytes(noise_png(1000)), CaptureInfo::default())
+        .capture_photo(
+            setup.journey,
+            MediaSource::Bytes(noise_png(1000)),
+            CaptureInfo::default(),
+        )
         .unwrap();
     consistent(&store).unwrap();
     assert_eq!(store.upload_queue().unwrap().len(), 4);
@@ -223,7 +278,11 @@ fn media_child() {
             fail::cfg(point, "panic").unwrap();
         }
         store
-            .capture_photo(journey, MediaSource::Bytes(jpeg(1200, 900, 4)), CaptureInfo::default())
+            .capture_photo(
+                journey,
+                MediaSource::Bytes(jpeg(1200, 900, 4)),
+                CaptureInfo::default(),
+            )
             .unwrap();
         println!("CAPTURED");
     } else if mode == "diskfull" {
@@ -243,7 +302,11 @@ fn media_child() {
             .capture_photo(journey, MediaSource::Bytes(photo), CaptureInfo::default())
             .unwrap_err();
         assert!(matches!(error, Error::StorageFull(_)), "{error:?}");
-        assert_eq!(files(store.media_dir()), files_before, "no file left behind");
+        assert_eq!(
+            files(store.media_dir()),
+            files_before,
+            "no file left behind"
+        );
         assert_eq!(store.upload_queue().unwrap().len(), 2);
         println!("STORAGE_FULL {error}");
     }

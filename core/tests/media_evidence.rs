@@ -75,7 +75,12 @@ fn as_role(d: &Device, role: Role) {
 
 fn removed(d: &Device, j: JourneyId, media: MediaId) -> bool {
     let view = d.store.journey(j).unwrap();
-    view.media.iter().find(|m| m.id == media).unwrap().removed.is_some()
+    view.media
+        .iter()
+        .find(|m| m.id == media)
+        .unwrap()
+        .removed
+        .is_some()
 }
 
 fn is_sealed_denial(e: &Error) -> bool {
@@ -91,9 +96,19 @@ fn crews_remove_photos_only_until_the_step_is_completed_or_signed() {
     let early = photo(&d, j, Some(2));
     d.store.remove_media(j, early.id).unwrap();
     assert!(removed(&d, j, early.id));
-    assert_eq!(d.store.journey(j).unwrap().media.len(), 1, "the reference stays");
-    assert!(matches!(d.store.remove_media(j, early.id), Err(Error::InvalidInput(_))));
-    assert!(matches!(d.store.remove_media(j, MediaId::new()), Err(Error::UnknownMedia(_))));
+    assert_eq!(
+        d.store.journey(j).unwrap().media.len(),
+        1,
+        "the reference stays"
+    );
+    assert!(matches!(
+        d.store.remove_media(j, early.id),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        d.store.remove_media(j, MediaId::new()),
+        Err(Error::UnknownMedia(_))
+    ));
 
     // Step completed (its inventory is done): no longer.
     let inventory = photo(&d, j, Some(2));
@@ -109,8 +124,12 @@ fn crews_remove_photos_only_until_the_step_is_completed_or_signed() {
     let loose = photo(&d, j, None);
     let other_step = photo(&d, j, Some(4));
     sign(&d, j, Some(3));
-    assert!(is_sealed_denial(&d.store.remove_media(j, damage.id).unwrap_err()));
-    assert!(is_sealed_denial(&d.store.remove_media(j, loose.id).unwrap_err()));
+    assert!(is_sealed_denial(
+        &d.store.remove_media(j, damage.id).unwrap_err()
+    ));
+    assert!(is_sealed_denial(
+        &d.store.remove_media(j, loose.id).unwrap_err()
+    ));
     // Control: step 4 is neither completed nor signed: still removable.
     d.store.remove_media(j, other_step.id).unwrap();
 
@@ -124,7 +143,13 @@ fn crews_remove_photos_only_until_the_step_is_completed_or_signed() {
     d.store.remove_media(j, inventory.id).unwrap();
     assert!(removed(&d, j, inventory.id));
     // The bytes stay queued: removal is a tombstone, not a deletion.
-    assert!(d.store.upload_queue().unwrap().iter().any(|i| i.media_id == inventory.id));
+    assert!(
+        d.store
+            .upload_queue()
+            .unwrap()
+            .iter()
+            .any(|i| i.media_id == inventory.id)
+    );
 }
 
 /// The server reads the same judgement from the change itself.
@@ -150,18 +175,32 @@ fn the_server_reads_the_same_judgement_from_the_change() {
         let after = d.store.heads(j).unwrap();
         let touches = d
             .store
-            .with_document(j, |doc| Ok(touches_between(doc.automerge(), &before, &after)))
+            .with_document(j, |doc| {
+                Ok(touches_between(doc.automerge(), &before, &after))
+            })
             .unwrap();
-        assert_eq!(touches, vec![Touch::RemoveMedia { sealed: expect_sealed }]);
+        assert_eq!(
+            touches,
+            vec![Touch::RemoveMedia {
+                sealed: expect_sealed
+            }]
+        );
         let verdict = policy::check_all(Role::Mover, &table, &context, &touches);
         assert_eq!(verdict.is_ok(), !expect_sealed, "{verdict:?}");
         assert!(policy::check_all(Role::Admin, &table, &context, &touches).is_ok());
     }
 
     // Undoing a tombstone, or stamping it again, is rewriting evidence.
-    let base = d.store.with_document(j, |doc| Ok(doc.automerge().clone())).unwrap();
+    let base = d
+        .store
+        .with_document(j, |doc| Ok(doc.automerge().clone()))
+        .unwrap();
     let media_map = base.get(ROOT, "media").unwrap().unwrap().1;
-    let item = base.get(&media_map, open.id.to_string()).unwrap().unwrap().1;
+    let item = base
+        .get(&media_map, open.id.to_string())
+        .unwrap()
+        .unwrap()
+        .1;
     for undo in [true, false] {
         let mut forged = base.fork().with_actor(ActorId::random());
         let before = forged.get_heads();
@@ -169,12 +208,16 @@ fn the_server_reads_the_same_judgement_from_the_change() {
         if undo {
             tx.delete(&item, "removed").unwrap();
         } else {
-            tx.put_object(&item, "removed", automerge::ObjType::Map).unwrap();
+            tx.put_object(&item, "removed", automerge::ObjType::Map)
+                .unwrap();
         }
         tx.commit();
         let touches = touches_between(&forged, &before, &forged.get_heads());
         assert!(
-            touches.iter().all(|t| matches!(t, Touch::EvidenceRewrite(_))) && !touches.is_empty(),
+            touches
+                .iter()
+                .all(|t| matches!(t, Touch::EvidenceRewrite(_)))
+                && !touches.is_empty(),
             "undo={undo}: {touches:?}"
         );
     }
@@ -197,7 +240,13 @@ fn evidence_stays_with_its_journey_through_crew_changes() {
     assert_eq!(view.media.len(), 2, "the media stays on the journey");
     assert!(view.entries.iter().any(|e| e.media_id == Some(shot.id)));
     // The former crew's device still uploads it, to the same journey.
-    let hashes: Vec<_> = d.store.outbox(1_000).unwrap().iter().map(|e| e.hash).collect();
+    let hashes: Vec<_> = d
+        .store
+        .outbox(1_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.hash)
+        .collect();
     d.store.acknowledge(&hashes).unwrap();
     let item = d.store.next_item(NetworkKind::Wifi).unwrap().unwrap();
     assert_eq!(item.journey_id, j);
@@ -209,8 +258,13 @@ fn evidence_stays_with_its_journey_through_crew_changes() {
             role: Role::Mover,
         }))
         .unwrap();
-    assert!(is_sealed_denial(&d.store.remove_media(j, shot.id).unwrap_err()));
+    assert!(is_sealed_denial(
+        &d.store.remove_media(j, shot.id).unwrap_err()
+    ));
     d.store.set_active_user(Some(crew)).unwrap();
     let error = d.store.remove_media(j, shot.id).unwrap_err();
-    assert!(matches!(error, Error::NotAllowed(Denial::NotOnCrew { .. })), "{error}");
+    assert!(
+        matches!(error, Error::NotAllowed(Denial::NotOnCrew { .. })),
+        "{error}"
+    );
 }

@@ -10,7 +10,9 @@ use std::fs;
 use common::images::{jpeg, mp4};
 use common::{Device, crew_journey, device_with};
 use crewsync_core::media::queue::ItemState;
-use crewsync_core::media::{MediaOptions, NetworkKind, SignatureCapture, Stroke, StrokePoint, UploadKind};
+use crewsync_core::media::{
+    MediaOptions, NetworkKind, SignatureCapture, Stroke, StrokePoint, UploadKind,
+};
 use crewsync_core::model::{Role, SignerRole, Timestamp};
 use crewsync_core::store::{CaptureInfo, MediaSource};
 use crewsync_core::sync::engine;
@@ -30,7 +32,12 @@ fn options() -> StoreOptions {
 }
 
 fn sign(d: &Device, j: crewsync_core::ids::JourneyId) -> crewsync_core::model::MediaRef {
-    let point = |x: f32, y: f32| StrokePoint { x, y, at: Timestamp(0), pressure: None };
+    let point = |x: f32, y: f32| StrokePoint {
+        x,
+        y,
+        at: Timestamp(0),
+        pressure: None,
+    };
     d.store
         .capture_signature(
             j,
@@ -42,7 +49,9 @@ fn sign(d: &Device, j: crewsync_core::ids::JourneyId) -> crewsync_core::model::M
                 consent: true,
                 canvas_width: 300,
                 canvas_height: 100,
-                strokes: vec![Stroke { points: vec![point(10.0, 10.0), point(290.0, 90.0)] }],
+                strokes: vec![Stroke {
+                    points: vec![point(10.0, 10.0), point(290.0, 90.0)],
+                }],
                 step: None,
                 gps: None,
             },
@@ -52,7 +61,12 @@ fn sign(d: &Device, j: crewsync_core::ids::JourneyId) -> crewsync_core::model::M
 
 /// What a sync does to the queue's gate: the server acknowledged every change.
 fn sync_outbox(store: &DeviceStore) {
-    let hashes: Vec<_> = store.outbox(10_000).unwrap().iter().map(|e| e.hash).collect();
+    let hashes: Vec<_> = store
+        .outbox(10_000)
+        .unwrap()
+        .iter()
+        .map(|e| e.hash)
+        .collect();
     store.acknowledge(&hashes).unwrap();
 }
 
@@ -66,7 +80,11 @@ fn forty_photos_and_a_signature_go_signature_first_then_thumbnails_then_original
         let side = 40 + (i * 37 % 41) * 4;
         let media = d
             .store
-            .capture_photo(j, MediaSource::Bytes(jpeg(side, side, i)), CaptureInfo::default())
+            .capture_photo(
+                j,
+                MediaSource::Bytes(jpeg(side, side, i)),
+                CaptureInfo::default(),
+            )
             .unwrap();
         photos.push(media);
     }
@@ -88,7 +106,10 @@ fn forty_photos_and_a_signature_go_signature_first_then_thumbnails_then_original
     assert_eq!(order[0].kind, UploadKind::Signature);
     assert_eq!(order[0].media_id, signature.id);
     let thumbnails: Vec<_> = order[1..41].iter().map(|i| (i.kind, i.media_id)).collect();
-    let expected: Vec<_> = photos.iter().map(|p| (UploadKind::Thumbnail, p.id)).collect();
+    let expected: Vec<_> = photos
+        .iter()
+        .map(|p| (UploadKind::Thumbnail, p.id))
+        .collect();
     assert_eq!(thumbnails, expected, "thumbnails in capture order");
     let originals = &order[41..];
     assert!(originals.iter().all(|i| i.kind == UploadKind::Photo));
@@ -107,7 +128,14 @@ fn forty_photos_and_a_signature_go_signature_first_then_thumbnails_then_original
     assert_eq!(first.journey_id, j);
     assert_eq!(fs::metadata(&first.path).unwrap().len(), first.size);
     let progress = d.store.media_progress().unwrap();
-    assert_eq!((progress.pending_items, progress.pending_bytes, progress.done_items), (0, 0, 81));
+    assert_eq!(
+        (
+            progress.pending_items,
+            progress.pending_bytes,
+            progress.done_items
+        ),
+        (0, 0, 81)
+    );
 }
 
 #[test]
@@ -120,14 +148,22 @@ fn large_videos_wait_for_wifi_and_the_rest_go_on_cellular() {
         .unwrap();
     let small = d
         .store
-        .capture_video(j, MediaSource::Bytes(mp4(60_000)[..5_000].to_vec()), CaptureInfo::default())
+        .capture_video(
+            j,
+            MediaSource::Bytes(mp4(60_000)[..5_000].to_vec()),
+            CaptureInfo::default(),
+        )
         .unwrap();
     sync_outbox(&d.store);
     d.store.set_network(NetworkKind::Cellular).unwrap();
     let next = d.store.next_upload().unwrap().unwrap();
     assert_eq!(next.media_id, small.id);
     d.store.mark_done(&next.item_id).unwrap();
-    assert_eq!(d.store.next_upload().unwrap(), None, "the large video waits for Wi-Fi");
+    assert_eq!(
+        d.store.next_upload().unwrap(),
+        None,
+        "the large video waits for Wi-Fi"
+    );
     d.store.set_network(NetworkKind::Wifi).unwrap();
     let next = d.store.next_upload().unwrap().unwrap();
     assert_eq!((next.media_id, next.wifi_only), (big.id, true));
@@ -143,30 +179,59 @@ fn a_failing_item_backs_off_then_is_set_aside_and_never_wedges_the_queue() {
     let other = sign(&d, j);
     sync_outbox(&d.store);
     let t0 = Timestamp(1_000_000);
-    let bad = d.store.next_item_at(NetworkKind::Wifi, t0).unwrap().unwrap();
-    assert_eq!(d.store.mark_failed_at(&bad.item_id, "HTTP 500", t0).unwrap(), ItemState::Pending);
+    let bad = d
+        .store
+        .next_item_at(NetworkKind::Wifi, t0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        d.store
+            .mark_failed_at(&bad.item_id, "HTTP 500", t0)
+            .unwrap(),
+        ItemState::Pending
+    );
     // Backing off: the other item goes meanwhile.
-    let meanwhile = d.store.next_item_at(NetworkKind::Wifi, t0).unwrap().unwrap();
+    let meanwhile = d
+        .store
+        .next_item_at(NetworkKind::Wifi, t0)
+        .unwrap()
+        .unwrap();
     assert_eq!(meanwhile.media_id, other.id);
     // After 1 s it is back (and first in line again).
     assert_eq!(
-        d.store.next_item_at(NetworkKind::Wifi, Timestamp(t0.0 + 999)).unwrap().unwrap().item_id,
+        d.store
+            .next_item_at(NetworkKind::Wifi, Timestamp(t0.0 + 999))
+            .unwrap()
+            .unwrap()
+            .item_id,
         meanwhile.item_id
     );
     assert_eq!(
-        d.store.next_item_at(NetworkKind::Wifi, Timestamp(t0.0 + 1_000)).unwrap().unwrap().item_id,
+        d.store
+            .next_item_at(NetworkKind::Wifi, Timestamp(t0.0 + 1_000))
+            .unwrap()
+            .unwrap()
+            .item_id,
         bad.item_id
     );
     // Second failure: 2 s; third: set aside with its reason.
     let t1 = Timestamp(t0.0 + 1_000);
-    d.store.mark_failed_at(&bad.item_id, "HTTP 500", t1).unwrap();
+    d.store
+        .mark_failed_at(&bad.item_id, "HTTP 500", t1)
+        .unwrap();
     assert_eq!(
-        d.store.next_item_at(NetworkKind::Wifi, Timestamp(t1.0 + 1_999)).unwrap().unwrap().item_id,
+        d.store
+            .next_item_at(NetworkKind::Wifi, Timestamp(t1.0 + 1_999))
+            .unwrap()
+            .unwrap()
+            .item_id,
         meanwhile.item_id
     );
     let t2 = Timestamp(t1.0 + 2_000);
     assert_eq!(
-        d.store.mark_failed_at(&bad.item_id, "422 digest_mismatch", t2).unwrap(),
+        d.store
+            .mark_failed_at(&bad.item_id, "422 digest_mismatch", t2)
+            .unwrap(),
         ItemState::SetAside
     );
     let aside = d.store.upload_item(&bad.item_id).unwrap();
@@ -174,15 +239,39 @@ fn a_failing_item_backs_off_then_is_set_aside_and_never_wedges_the_queue() {
     assert_eq!(aside.last_error.as_deref(), Some("422 digest_mismatch"));
     // Far in the future it still does not come back; the rest go on.
     let far = Timestamp(t2.0 + 10_000_000);
-    assert_eq!(d.store.next_item_at(NetworkKind::Wifi, far).unwrap().unwrap().item_id, meanwhile.item_id);
+    assert_eq!(
+        d.store
+            .next_item_at(NetworkKind::Wifi, far)
+            .unwrap()
+            .unwrap()
+            .item_id,
+        meanwhile.item_id
+    );
     d.store.mark_done(&meanwhile.item_id).unwrap();
     assert_eq!(d.store.next_item_at(NetworkKind::Wifi, far).unwrap(), None);
     let progress = d.store.media_progress().unwrap();
-    assert_eq!((progress.pending_items, progress.set_aside_items, progress.done_items), (0, 1, 1));
-    assert_eq!(progress.pending_bytes, aside.size, "set-aside bytes are still owed");
+    assert_eq!(
+        (
+            progress.pending_items,
+            progress.set_aside_items,
+            progress.done_items
+        ),
+        (0, 1, 1)
+    );
+    assert_eq!(
+        progress.pending_bytes, aside.size,
+        "set-aside bytes are still owed"
+    );
     // Someone looked: it goes again.
     d.store.retry_upload(&bad.item_id).unwrap();
-    assert_eq!(d.store.next_item_at(NetworkKind::Wifi, far).unwrap().unwrap().item_id, bad.item_id);
+    assert_eq!(
+        d.store
+            .next_item_at(NetworkKind::Wifi, far)
+            .unwrap()
+            .unwrap()
+            .item_id,
+        bad.item_id
+    );
 }
 
 #[test]
@@ -191,7 +280,11 @@ fn the_queue_survives_reopening_and_feeds_the_sync_report() {
     let j = crew_journey(&d, &[]);
     let photo = d
         .store
-        .capture_photo(j, MediaSource::Bytes(jpeg(300, 200, 1)), CaptureInfo::default())
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(300, 200, 1)),
+            CaptureInfo::default(),
+        )
         .unwrap();
     sign(&d, j);
     sync_outbox(&d.store);
@@ -223,18 +316,30 @@ fn orphans_are_removed_and_broken_rows_reported_at_open_and_done_files_purged() 
     let j = crew_journey(&d, &[]);
     let a = d
         .store
-        .capture_photo(j, MediaSource::Bytes(jpeg(200, 100, 1)), CaptureInfo::default())
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(200, 100, 1)),
+            CaptureInfo::default(),
+        )
         .unwrap();
     let b = d
         .store
-        .capture_photo(j, MediaSource::Bytes(jpeg(210, 100, 2)), CaptureInfo::default())
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(210, 100, 2)),
+            CaptureInfo::default(),
+        )
         .unwrap();
     let dir = d.store.media_dir().to_path_buf();
     let path = d.store.path().to_path_buf();
     drop(d.store);
     // A crash left a temp file and a renamed file with no row; b's original lost bytes.
     fs::write(dir.join(".tmp-0192f1c4"), b"partial").unwrap();
-    fs::write(dir.join("0192f1c4-dead-7000-8000-000000000000.jpg"), jpeg(10, 10, 3)).unwrap();
+    fs::write(
+        dir.join("0192f1c4-dead-7000-8000-000000000000.jpg"),
+        jpeg(10, 10, 3),
+    )
+    .unwrap();
     let b_original = dir.join(format!("{}.jpg", b.id));
     let bytes = fs::read(&b_original).unwrap();
     fs::write(&b_original, &bytes[..bytes.len() - 10]).unwrap();
@@ -256,7 +361,11 @@ fn orphans_are_removed_and_broken_rows_reported_at_open_and_done_files_purged() 
     let problems = store.media_problems().unwrap();
     assert_eq!(problems.len(), 1);
     assert_eq!(problems[0].path, b_original);
-    assert!(problems[0].reason.contains("bytes"), "{}", problems[0].reason);
+    assert!(
+        problems[0].reason.contains("bytes"),
+        "{}",
+        problems[0].reason
+    );
     let item = store.upload_item(&problems[0].item_id).unwrap();
     assert_eq!(item.state, ItemState::SetAside);
 

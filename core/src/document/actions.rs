@@ -17,8 +17,8 @@ use super::schema::{
 use crate::error::{Error, Result};
 use crate::ids::{ActivityId, EntryId, JourneyId, MediaId, UserId};
 use crate::model::{
-    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaKind, MediaRef,
-    NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
+    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaKind,
+    MediaRef, NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
 };
 use crate::policy::Touch;
 
@@ -442,7 +442,13 @@ pub(super) fn apply<T: Doc>(
                 ..media.clone()
             };
             let media_map = root_map(tx, journey, MEDIA)?;
-            put_new_unique(tx, journey, &media_map, &media.id.to_string(), &stored_media)?;
+            put_new_unique(
+                tx,
+                journey,
+                &media_map,
+                &media.id.to_string(),
+                &stored_media,
+            )?;
             let kind = match media.kind {
                 MediaKind::Photo => EntryKind::Photo,
                 MediaKind::Video => EntryKind::Video,
@@ -464,7 +470,10 @@ pub(super) fn apply<T: Doc>(
             let entries = root_map(tx, journey, ENTRIES)?;
             put_new_unique(tx, journey, &entries, &entry.to_string(), &stored)?;
             count(tx, journey, "entries", 1)?;
-            let refused = media.signature.as_ref().is_some_and(|s| s.refused.is_some());
+            let refused = media
+                .signature
+                .as_ref()
+                .is_some_and(|s| s.refused.is_some());
             match kind {
                 EntryKind::Photo => count(tx, journey, "photos", 1),
                 EntryKind::Signature if !refused => count(tx, journey, "signatures", 1),

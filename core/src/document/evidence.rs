@@ -19,9 +19,9 @@ pub fn sealed(doc: &JourneyDoc, media_key: &str) -> bool {
         return false;
     };
     let signed = |step: Option<u8>| {
-        doc.media.values().any(|m| {
-            is_signature(m) && (m.step.is_none() || step.is_none() || m.step == step)
-        })
+        doc.media
+            .values()
+            .any(|m| is_signature(m) && (m.step.is_none() || step.is_none() || m.step == step))
     };
     match media.step {
         Some(step) => {

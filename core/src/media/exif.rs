@@ -62,9 +62,11 @@ pub fn read(path: &Path) -> ExifFacts {
     };
     let ascii = |tag: Tag| -> Option<String> {
         match &exif.get_field(tag, In::PRIMARY)?.value {
-            Value::Ascii(parts) => parts
-                .first()
-                .map(|bytes| String::from_utf8_lossy(bytes).trim_end_matches('\0').to_owned()),
+            Value::Ascii(parts) => parts.first().map(|bytes| {
+                String::from_utf8_lossy(bytes)
+                    .trim_end_matches('\0')
+                    .to_owned()
+            }),
             _ => None,
         }
     };
@@ -80,8 +82,11 @@ pub fn read(path: &Path) -> ExifFacts {
         };
         Some(sign * value)
     };
-    let gps = degrees(Tag::GPSLatitude, Tag::GPSLatitudeRef, "S")
-        .zip(degrees(Tag::GPSLongitude, Tag::GPSLongitudeRef, "W"));
+    let gps = degrees(Tag::GPSLatitude, Tag::GPSLatitudeRef, "S").zip(degrees(
+        Tag::GPSLongitude,
+        Tag::GPSLongitudeRef,
+        "W",
+    ));
     ExifFacts {
         time: ascii(Tag::DateTimeOriginal).or_else(|| ascii(Tag::DateTime)),
         offset: ascii(Tag::OffsetTimeOriginal),

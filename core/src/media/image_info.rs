@@ -60,7 +60,11 @@ impl ImageLimits {
     }
 }
 
-fn reader(path: &Path, format: Format, limits: &ImageLimits) -> Result<ImageReader<BufReader<File>>> {
+fn reader(
+    path: &Path,
+    format: Format,
+    limits: &ImageLimits,
+) -> Result<ImageReader<BufReader<File>>> {
     let image_format = format
         .image_format()
         .ok_or_else(|| Error::Unsupported(format!("{} is not a photo", format.content_type())))?;
@@ -82,7 +86,9 @@ pub fn dimensions(path: &Path, format: Format, limits: &ImageLimits) -> Result<(
             // only, nothing is allocated for pixels).
             let mut unlimited = reader(path, format, limits)?;
             unlimited.no_limits();
-            let declared = unlimited.into_dimensions().map_err(|e| invalid(format, e))?;
+            let declared = unlimited
+                .into_dimensions()
+                .map_err(|e| invalid(format, e))?;
             limits.check(declared.0, declared.1)?;
             Err(Error::InvalidMedia(format!(
                 "the {} is over the decoding limits",

@@ -70,7 +70,9 @@ pub fn check_document(name: &str, document: &str, document_sha256: &str) -> Resu
         return Err(Error::InvalidInput("the signer's name is empty".into()));
     }
     if document.trim().is_empty() {
-        return Err(Error::InvalidInput("the signed document is not named".into()));
+        return Err(Error::InvalidInput(
+            "the signed document is not named".into(),
+        ));
     }
     let hex = document_sha256.len() == 64
         && document_sha256
@@ -142,8 +144,14 @@ fn segment(canvas: &mut [u8], width: u32, height: u32, a: &StrokePoint, b: &Stro
 
 /// A filled disc of ink.
 fn dab(canvas: &mut [u8], width: u32, height: u32, cx: f32, cy: f32, r: f32) {
-    let (x0, x1) = ((cx - r).floor().max(0.0) as u32, ((cx + r).ceil() as u32).min(width - 1));
-    let (y0, y1) = ((cy - r).floor().max(0.0) as u32, ((cy + r).ceil() as u32).min(height - 1));
+    let (x0, x1) = (
+        (cx - r).floor().max(0.0) as u32,
+        ((cx + r).ceil() as u32).min(width - 1),
+    );
+    let (y0, y1) = (
+        (cy - r).floor().max(0.0) as u32,
+        ((cy + r).ceil() as u32).min(height - 1),
+    );
     for y in y0..=y1 {
         for x in x0..=x1 {
             let (px, py) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);

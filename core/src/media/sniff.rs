@@ -97,7 +97,12 @@ mod tests {
         assert_eq!(sniff(b"RIFF\0\0\0\0WEBPVP8 ").unwrap(), Format::Webp);
         assert_eq!(sniff(b"\0\0\0\x18ftypmp42").unwrap(), Format::Mp4);
         assert_eq!(sniff(b"\0\0\0\x14ftypqt  ").unwrap(), Format::QuickTime);
-        for bad in [&b"MZ\x90\0\x03\0\0\0\x04\0\0\0"[..], b"GIF89a", b"", b"RIFF\0\0\0\0WAVE"] {
+        for bad in [
+            &b"MZ\x90\0\x03\0\0\0\x04\0\0\0"[..],
+            b"GIF89a",
+            b"",
+            b"RIFF\0\0\0\0WAVE",
+        ] {
             assert!(matches!(sniff(bad), Err(Error::Unsupported(_))), "{bad:?}");
         }
     }

@@ -43,7 +43,13 @@ pub fn make(path: &Path, format: Format, limits: &ImageLimits) -> Result<Thumbna
             let (original_width, original_height) = (image.width(), image.height());
             let rgb = image.into_rgb8();
             let (width, height) = (rgb.width(), rgb.height());
-            finish(rgb.into_raw(), width, height, original_width, original_height)
+            finish(
+                rgb.into_raw(),
+                width,
+                height,
+                original_width,
+                original_height,
+            )
         }
         Format::Mp4 | Format::QuickTime => Err(Error::Unsupported(
             "videos are kept as they are, without a device thumbnail".to_owned(),
@@ -136,7 +142,9 @@ pub fn fit(width: u32, height: u32, edge: u32) -> (u32, u32) {
     if long <= edge {
         return (width, height);
     }
-    let scale = |side: u32| ((u64::from(side) * u64::from(edge) + u64::from(long) / 2) / u64::from(long)).max(1) as u32;
+    let scale = |side: u32| {
+        ((u64::from(side) * u64::from(edge) + u64::from(long) / 2) / u64::from(long)).max(1) as u32
+    };
     (scale(width), scale(height))
 }
 

@@ -53,7 +53,9 @@ pub enum Touch {
     /// Tombstoning a media reference (`JourneyAction::RemoveMedia`). `sealed`: its
     /// step's inventory or signature was complete before this change
     /// (`document::evidence::sealed`), after which crews may not remove it.
-    RemoveMedia { sealed: bool },
+    RemoveMedia {
+        sealed: bool,
+    },
     /// Deleting or rewriting evidence (an entry, note, GPS batch or media ref).
     EvidenceRewrite(String),
     /// Anything outside the journey layout, by path.
@@ -149,9 +151,9 @@ pub fn check(
         Touch::RemoveMedia { sealed } => match role {
             Admin => Ok(()),
             Driver | Mover if !sealed => Ok(()),
-            Driver | Mover => deny(
-                "remove photos once their step's inventory or signature is complete",
-            ),
+            Driver | Mover => {
+                deny("remove photos once their step's inventory or signature is complete")
+            }
             _ => deny("remove media"),
         },
         Touch::EvidenceRewrite(path) => Err(Denial::Layout(format!(

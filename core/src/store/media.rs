@@ -26,9 +26,7 @@ use crate::media::queue::{ItemState, NetworkKind, QueueProgress, UploadItem, Upl
 use crate::media::signature::{self, SignatureCapture, SignatureRefusal};
 use crate::media::sniff::{self, SNIFF_LEN};
 use crate::media::{exif, thumbnail};
-use crate::model::{
-    GpsPoint, MediaKind, MediaRef, SignatureRecord, Stamp, StepNumber, Timestamp,
-};
+use crate::model::{GpsPoint, MediaKind, MediaRef, SignatureRecord, Stamp, StepNumber, Timestamp};
 
 /// Where a capture's bytes come from.
 #[derive(Debug, Clone)]
@@ -81,7 +79,10 @@ pub(super) fn recover(conn: &rusqlite::Connection, dir: &Path) -> Result<Recover
     }
     if recovery.orphans_removed > 0 {
         files::sync_dir(dir)?;
-        tracing::info!(removed = recovery.orphans_removed, "removed media files no queue row points at");
+        tracing::info!(
+            removed = recovery.orphans_removed,
+            "removed media files no queue row points at"
+        );
     }
     for (id, name, size, _) in media_queue::expected_files(conn)? {
         let path = dir.join(&name);
@@ -185,7 +186,11 @@ impl DeviceStore {
         let device_time = Timestamp::now();
         let mut media = MediaRef {
             id: media_id,
-            kind: if video { MediaKind::Video } else { MediaKind::Photo },
+            kind: if video {
+                MediaKind::Video
+            } else {
+                MediaKind::Photo
+            },
             sha256: Some(original.sha256.clone()),
             size: Some(original.size),
             step: info.step.map(StepNumber::get),
@@ -235,7 +240,11 @@ impl DeviceStore {
             (
                 original,
                 format!("{media_id}.{}", format.extension()),
-                if video { UploadKind::Video } else { UploadKind::Photo },
+                if video {
+                    UploadKind::Video
+                } else {
+                    UploadKind::Photo
+                },
                 format.content_type(),
             ),
         );
@@ -373,7 +382,13 @@ impl DeviceStore {
             }),
             removed: None,
         };
-        self.record(journey, media, None, Some(refusal.reason.clone()), Vec::new())
+        self.record(
+            journey,
+            media,
+            None,
+            Some(refusal.reason.clone()),
+            Vec::new(),
+        )
     }
 
     /// Tombstones a media reference (see `JourneyAction::RemoveMedia`): crews only
@@ -506,7 +521,12 @@ impl DeviceStore {
 
     /// The next item to upload over `network` at `now` (tests pass a clock).
     pub fn next_item_at(&self, network: NetworkKind, now: Timestamp) -> Result<Option<UploadItem>> {
-        media_queue::next(&self.lock_writer()?.conn, &self.media_dir, network, now.millis())
+        media_queue::next(
+            &self.lock_writer()?.conn,
+            &self.media_dir,
+            network,
+            now.millis(),
+        )
     }
 
     /// One queue item by id.

@@ -9,7 +9,9 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::error::{Error, Result};
 use crate::ids::{JourneyId, MediaId};
-use crate::media::queue::{ItemState, MediaOptions, NetworkKind, QueueProgress, UploadItem, UploadKind};
+use crate::media::queue::{
+    ItemState, MediaOptions, NetworkKind, QueueProgress, UploadItem, UploadKind,
+};
 
 /// A row to insert.
 #[derive(Debug, Clone)]
@@ -251,8 +253,7 @@ pub(super) fn file_names(conn: &Connection) -> Result<HashSet<String>> {
 
 /// Rows with their file name, size and hash, for the check at open.
 pub(super) fn expected_files(conn: &Connection) -> Result<Vec<(String, String, u64, String)>> {
-    let mut stmt =
-        conn.prepare("SELECT id, path, size, sha256 FROM media_queue ORDER BY seq")?;
+    let mut stmt = conn.prepare("SELECT id, path, size, sha256 FROM media_queue ORDER BY seq")?;
     let rows = stmt.query_map([], |row| {
         Ok((
             row.get(0)?,
@@ -265,10 +266,7 @@ pub(super) fn expected_files(conn: &Connection) -> Result<Vec<(String, String, u
 }
 
 /// Deletes the rows of uploaded items (of one journey, or all); returns their files.
-pub(super) fn remove_done(
-    tx: &Transaction<'_>,
-    journey: Option<JourneyId>,
-) -> Result<Vec<String>> {
+pub(super) fn remove_done(tx: &Transaction<'_>, journey: Option<JourneyId>) -> Result<Vec<String>> {
     let journey = journey.map(|j| j.to_string());
     let mut stmt = tx.prepare(
         "DELETE FROM media_queue WHERE state = 'done' AND (?1 IS NULL OR journey_id = ?1)

@@ -34,7 +34,12 @@ pub fn encode(image: &RgbImage, format: ImageFormat) -> Vec<u8> {
         }
         ImageFormat::WebP => {
             image::codecs::webp::WebPEncoder::new_lossless(&mut out)
-                .encode(image.as_raw(), image.width(), image.height(), image::ExtendedColorType::Rgb8)
+                .encode(
+                    image.as_raw(),
+                    image.width(),
+                    image.height(),
+                    image::ExtendedColorType::Rgb8,
+                )
                 .unwrap();
         }
         other => image.write_to(&mut out, other).unwrap(),
@@ -119,7 +124,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
