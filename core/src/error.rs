@@ -73,6 +73,20 @@ pub enum Error {
     #[error("storage full: {0}")]
     StorageFull(String),
 
+    /// A file the device does not capture: only JPEG, PNG and WebP photos and
+    /// MP4/QuickTime videos are taken. Nothing was stored.
+    #[error("unsupported media: {0}")]
+    Unsupported(String),
+
+    /// A photo that is damaged, truncated, or too large to decode safely (a
+    /// "decompression bomb"). Nothing was stored.
+    #[error("invalid media: {0}")]
+    InvalidMedia(String),
+
+    /// No media item with this id in the device's queue.
+    #[error("no media item {0} in this store")]
+    UnknownMedia(String),
+
     /// A document that cannot be decoded or does not have the journey shape.
     #[error("corrupt journey document {journey}: {reason}")]
     CorruptDocument { journey: String, reason: String },
@@ -117,7 +131,36 @@ pub enum Error {
     Unauthorized(String),
 
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        // A full disk (or a file-size limit, or a quota) is the crew's to fix: say so.
+        match e.raw_os_error() {
+            Some(code) if [libc_enospc(), libc_efbig(), libc_edquot()].contains(&code) => {
+                Error::StorageFull(e.to_string())
+            }
+            _ if e.kind() == std::io::ErrorKind::StorageFull => Error::StorageFull(e.to_string()),
+            _ => Error::Io(e),
+        }
+    }
+}
+
+// errno values (Linux, Android, and the BSD family incl. iOS/macOS agree on ENOSPC
+// and EFBIG; EDQUOT differs).
+const fn libc_enospc() -> i32 {
+    28
+}
+const fn libc_efbig() -> i32 {
+    27
+}
+const fn libc_edquot() -> i32 {
+    if cfg!(any(target_os = "macos", target_os = "ios")) {
+        69
+    } else {
+        122
+    }
 }
 
 impl From<rusqlite::Error> for Error {

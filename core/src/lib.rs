@@ -7,6 +7,7 @@
 //! - [`store`] — the device's SQLite store: documents, outbox, journey list, GPS buffer;
 //! - [`policy`] — who may change what: the rules both device and server check;
 //! - [`sync`] — the sync protocol (wire format and the device's side), sans I/O;
+//! - [`media`] — photos, videos and signatures: capture, thumbnails, the upload queue's rules;
 //! - [`audit`] — the tamper-evident audit trail: entries, their hash, verification;
 //! - [`error`] — the one error enum.
 
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod document;
 pub mod error;
 pub mod ids;
+pub mod media;
 pub mod model;
 pub mod policy;
 pub mod store;

@@ -211,6 +211,7 @@ pub enum EntryKind {
     Photo,
     Signature,
     StatusUpdate,
+    Video,
 }
 
 #[derive(
@@ -425,16 +426,128 @@ pub struct Approval {
 }
 
 /// A reference from a journey to a media item (photo, video, signature).
-#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate, Serialize, Deserialize)]
+///
+/// This is the media's metadata as it travels with the journey: the server accepts
+/// an item's bytes only once it holds a `MediaRef` naming the same id, kind and
+/// SHA-256 (for a thumbnail: the parent's `thumbnail_sha256`), so the entry always
+/// reaches the server no later than the bytes. Fields added after the first release
+/// are optional: older documents hydrate with `None`.
+#[derive(Debug, Clone, PartialEq, Reconcile, Hydrate, Serialize, Deserialize)]
 pub struct MediaRef {
     pub id: MediaId,
     pub kind: MediaKind,
+    /// Lowercase hex SHA-256 of the original's bytes, as stored on the device.
     pub sha256: Option<String>,
     pub size: Option<u64>,
     pub step: Option<u8>,
     pub activity: Option<ActivityId>,
     pub entry: Option<EntryId>,
+    /// Who captured it (the author) and the device's clock at capture (device time).
     pub captured: Stamp,
+    /// MIME type of the original (`image/jpeg`, `image/png`, `image/webp`, `video/mp4`, …).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    /// When the picture was taken: EXIF `DateTimeOriginal` where present (read in the
+    /// journey's timezone when EXIF gives no offset), else the device time.
+    #[serde(default)]
+    pub captured_at: Option<Timestamp>,
+    /// EXIF `DateTimeOriginal` as written in the file, kept verbatim as evidence.
+    #[serde(default)]
+    pub exif_time: Option<String>,
+    /// GPS position written into the file by the camera (EXIF), if any.
+    #[serde(default)]
+    pub exif_gps: Option<GpsPoint>,
+    /// The app's GPS fix at capture, if it had one.
+    #[serde(default)]
+    pub gps: Option<GpsPoint>,
+    /// The device that captured it.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// The device-made JPEG thumbnail (its own upload, kind `thumbnail`).
+    #[serde(default)]
+    pub thumbnail_sha256: Option<String>,
+    #[serde(default)]
+    pub thumbnail_size: Option<u64>,
+    /// What a signature binds (kind SIGNATURE only), or the refusal to sign.
+    #[serde(default)]
+    pub signature: Option<SignatureRecord>,
+    /// Set once when the media is removed (`JourneyAction::RemoveMedia`): a
+    /// tombstone, the reference and the bytes stay.
+    #[serde(default)]
+    pub removed: Option<Stamp>,
+}
+
+impl MediaRef {
+    /// A reference with its id, kind and capture stamp, everything else unset.
+    pub fn new(id: MediaId, kind: MediaKind, captured: Stamp) -> Self {
+        Self {
+            id,
+            kind,
+            sha256: None,
+            size: None,
+            step: None,
+            activity: None,
+            entry: None,
+            captured,
+            content_type: None,
+            width: None,
+            height: None,
+            captured_at: None,
+            exif_time: None,
+            exif_gps: None,
+            gps: None,
+            device: None,
+            thumbnail_sha256: None,
+            thumbnail_size: None,
+            signature: None,
+            removed: None,
+        }
+    }
+}
+
+/// Who signs: the customer or a crew member.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::EnumString,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SignerRole {
+    Customer,
+    Crew,
+}
+
+string_scalar!(SignerRole);
+
+/// What a signature binds together. A signature's PNG hash is its `MediaRef`'s
+/// `sha256`; a refusal has no PNG and says why in `refused`.
+#[derive(Debug, Clone, PartialEq, Eq, Reconcile, Hydrate, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    pub signer_name: String,
+    pub signer_role: SignerRole,
+    /// What is signed (e.g. `bill_of_lading`, `inventory:step-2`).
+    pub document: String,
+    /// Lowercase hex SHA-256 of the version of `document` that was shown.
+    pub document_sha256: String,
+    /// The signer agreed to sign electronically.
+    pub consent: bool,
+    /// Strokes drawn and points in them (the PNG is rendered from them).
+    pub strokes: u64,
+    pub points: u64,
+    /// `Some(reason)` when the signer refused to sign.
+    pub refused: Option<String>,
 }
 
 /// An activity inside a step (StepActivity).

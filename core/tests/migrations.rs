@@ -16,6 +16,7 @@ fn released_schema(version: usize) -> &'static str {
     match version {
         1 => include_str!("fixtures/device_schema_v1.sql"),
         2 => include_str!("fixtures/device_schema_v2.sql"),
+        3 => include_str!("fixtures/device_schema_v3.sql"),
         v => {
             panic!("add tests/fixtures/device_schema_v{v}.sql, a frozen copy of the schema at v{v}")
         }

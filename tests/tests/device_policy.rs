@@ -432,14 +432,8 @@ impl World {
             },
             18 => JourneyAction::AddMediaRef {
                 media: MediaRef {
-                    id: MediaId::new(),
-                    kind: MediaKind::Photo,
-                    sha256: None,
                     size: Some(1_000),
-                    step: None,
-                    activity: None,
-                    entry: None,
-                    captured: Stamp { by: user, at },
+                    ..MediaRef::new(MediaId::new(), MediaKind::Photo, Stamp { by: user, at })
                 },
             },
             _ if self.enforce => return Attempt::Gps(journey, point),

@@ -15,10 +15,10 @@ use super::schema::{
     STEPS, is_set, map_at, put_new, read, read_optional, root_map,
 };
 use crate::error::{Error, Result};
-use crate::ids::{ActivityId, EntryId, JourneyId, UserId};
+use crate::ids::{ActivityId, EntryId, JourneyId, MediaId, UserId};
 use crate::model::{
-    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaRef,
-    NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
+    ActivityKind, Approval, ChecklistItem, CrewAssignment, Entry, EntryKind, GpsPoint, MediaKind,
+    MediaRef, NewEntry, Note, Role, Stage, Stamp, StepNumber, Timestamp,
 };
 use crate::policy::Touch;
 
@@ -91,6 +91,20 @@ pub enum JourneyAction {
     AddMediaRef {
         media: MediaRef,
     },
+    /// A captured photo, video or signature (or a refusal to sign): its reference
+    /// and its PHOTO/VIDEO/SIGNATURE entry, in one change, so both arrive together.
+    RecordMedia {
+        media: MediaRef,
+        entry: EntryId,
+        tag: Option<String>,
+        text: Option<String>,
+    },
+    /// Tombstones a media reference: it is marked removed, never deleted, and its
+    /// bytes are kept. Crews may do this only until the media's step is sealed
+    /// (`document::evidence`); an ADMIN always.
+    RemoveMedia {
+        media: MediaId,
+    },
 }
 
 impl JourneyAction {
@@ -112,6 +126,8 @@ impl JourneyAction {
             Self::AddEntry { .. } => "add_entry",
             Self::AddGpsBatch { .. } => "add_gps_batch",
             Self::AddMediaRef { .. } => "add_media_ref",
+            Self::RecordMedia { .. } => "record_media",
+            Self::RemoveMedia { .. } => "remove_media",
         }
     }
 
@@ -134,6 +150,10 @@ impl JourneyAction {
             Self::AddEntry { .. } => vec![Touch::Entry, Touch::Counts],
             Self::AddGpsBatch { .. } => vec![Touch::Gps, Touch::Counts],
             Self::AddMediaRef { .. } => vec![Touch::Media],
+            Self::RecordMedia { .. } => vec![Touch::Entry, Touch::Media, Touch::Counts],
+            // Whether the media is sealed depends on the document: the strictest
+            // reading here; `JourneyDocument::touches_of` reads the document.
+            Self::RemoveMedia { .. } => vec![Touch::RemoveMedia { sealed: true }],
         }
     }
 }
@@ -399,6 +419,78 @@ pub(super) fn apply<T: Doc>(
         JourneyAction::AddMediaRef { media } => {
             let media_map = root_map(tx, journey, MEDIA)?;
             put_new_unique(tx, journey, &media_map, &media.id.to_string(), media)
+        }
+        JourneyAction::RecordMedia {
+            media,
+            entry,
+            tag,
+            text,
+        } => {
+            for value in text.iter().chain(tag.iter()) {
+                check_text("entry text", value)?;
+            }
+            for point in media.gps.iter().chain(media.exif_gps.iter()) {
+                point.validate()?;
+            }
+            if media.removed.is_some() {
+                return Err(Error::InvalidInput(
+                    "new media cannot be recorded as removed".into(),
+                ));
+            }
+            let stored_media = MediaRef {
+                entry: Some(*entry),
+                ..media.clone()
+            };
+            let media_map = root_map(tx, journey, MEDIA)?;
+            put_new_unique(
+                tx,
+                journey,
+                &media_map,
+                &media.id.to_string(),
+                &stored_media,
+            )?;
+            let kind = match media.kind {
+                MediaKind::Photo => EntryKind::Photo,
+                MediaKind::Video => EntryKind::Video,
+                MediaKind::Signature => EntryKind::Signature,
+            };
+            let stored = Entry {
+                id: *entry,
+                kind,
+                tag: tag.clone(),
+                author: user,
+                // The capture's device time, so the entry and its media agree.
+                device_time: media.captured.at,
+                text: text.clone(),
+                location: media.gps,
+                stage: None,
+                step: media.step,
+                media_id: Some(media.id),
+            };
+            let entries = root_map(tx, journey, ENTRIES)?;
+            put_new_unique(tx, journey, &entries, &entry.to_string(), &stored)?;
+            count(tx, journey, "entries", 1)?;
+            let refused = media
+                .signature
+                .as_ref()
+                .is_some_and(|s| s.refused.is_some());
+            match kind {
+                EntryKind::Photo => count(tx, journey, "photos", 1),
+                EntryKind::Signature if !refused => count(tx, journey, "signatures", 1),
+                _ => Ok(()),
+            }
+        }
+        JourneyAction::RemoveMedia { media } => {
+            let media_map = root_map(tx, journey, MEDIA)?;
+            let key = media.to_string();
+            let item = map_at(tx, journey, &media_map, &key)
+                .map_err(|_| Error::UnknownMedia(key.clone()))?;
+            if is_set(tx, &item, "removed")? {
+                return Err(Error::InvalidInput(format!(
+                    "media {key} is already removed"
+                )));
+            }
+            put_new(tx, &item, "removed", &stamp)
         }
     }
 }

@@ -14,6 +14,7 @@
 pub mod actions;
 pub mod compare;
 pub mod conflicts;
+pub mod evidence;
 pub mod gps;
 pub mod history;
 pub mod json;
@@ -331,6 +332,27 @@ impl JourneyDocument {
             note_count: count(&counts.notes),
             gps_point_count: count(&counts.gps_points),
         })
+    }
+
+    /// What `action` would touch if applied now. Like `JourneyAction::touches`, but
+    /// reads the document where the answer depends on it (whether a media
+    /// reference is sealed evidence).
+    pub fn touches_of(&self, action: &JourneyAction) -> Result<Vec<crate::policy::Touch>> {
+        match action {
+            JourneyAction::RemoveMedia { media } => {
+                let doc: JourneyDoc =
+                    autosurgeon::hydrate(&self.doc).map_err(|e| self.corrupt(e))?;
+                Ok(vec![crate::policy::Touch::RemoveMedia {
+                    sealed: evidence::sealed(&doc, &media.to_string()),
+                }])
+            }
+            other => Ok(other.touches()),
+        }
+    }
+
+    /// The journey location's IANA timezone (its day and EXIF times are read in it).
+    pub fn timezone(&self) -> Result<String> {
+        schema::read(&self.doc, self.id, &ROOT, "timezone")
     }
 
     /// The furthest stage reached.

@@ -12,7 +12,10 @@ use std::str::FromStr;
 
 use automerge::{Automerge, ChangeHash, ObjId, Patch, PatchAction, Prop, ReadDoc, Value};
 
-use super::schema::{ACTIVITIES, COUNTS, CREW, ENTRIES, GPS, MEDIA, NOTES, STAGES, STEPS};
+use super::evidence;
+use super::schema::{
+    ACTIVITIES, COUNTS, CREW, ENTRIES, GPS, JourneyDoc, MEDIA, NOTES, STAGES, STEPS,
+};
 use crate::model::{Stage, StepNumber};
 use crate::policy::Touch;
 
@@ -138,6 +141,13 @@ impl Scope<'_> {
             // The collections themselves are made once, with the journey.
             [ENTRIES | NOTES | GPS | MEDIA] if !self.creating => Touch::EvidenceRewrite(joined()),
             [STAGES | STEPS | CREW | ENTRIES | NOTES | GPS | MEDIA] => Touch::Create,
+            // A tombstone on a media reference that existed before (a new reference
+            // lays out its `removed` as null, like its other fields).
+            [MEDIA, key, "removed", ..]
+                if act != Act::Delete && !self.created.contains(media_item(patch)) =>
+            {
+                self.removal(key, joined)
+            }
             [collection @ (ENTRIES | NOTES | GPS | MEDIA), key, rest @ ..] => {
                 let rewrite = act == Act::Delete
                     || (rest.is_empty() && self.existed(patch, key))
@@ -187,6 +197,30 @@ impl Scope<'_> {
         }
     }
 
+    /// A tombstone on a media reference: judged against the journey as it was
+    /// before the change. Setting it twice, or on media that did not exist, is
+    /// not a removal.
+    fn removal(&self, key: &str, joined: impl Fn() -> String) -> Touch {
+        if self.creating {
+            return Touch::Unknown(joined());
+        }
+        let before: Option<JourneyDoc> = self
+            .doc
+            .fork_at(self.before)
+            .ok()
+            .and_then(|fork| autosurgeon::hydrate(&fork).ok());
+        let Some(before) = before else {
+            return Touch::Unknown(joined());
+        };
+        match before.media.get(key) {
+            None => Touch::EvidenceRewrite(joined()),
+            Some(media) if media.removed.is_some() => Touch::EvidenceRewrite(joined()),
+            Some(_) => Touch::RemoveMedia {
+                sealed: evidence::sealed(&before, key),
+            },
+        }
+    }
+
     /// Whether `patch.obj[key]` held a value before these changes.
     fn existed(&self, patch: &Patch, key: &str) -> bool {
         !self.creating
@@ -195,6 +229,11 @@ impl Scope<'_> {
                 .get_at(&patch.obj, key, self.before)
                 .is_ok_and(|value| value.is_some())
     }
+}
+
+/// The media reference object a patch under `media/<key>/…` acts in or below.
+fn media_item(patch: &Patch) -> &ObjId {
+    patch.path.get(2).map_or(&patch.obj, |(obj, _)| obj)
 }
 
 fn puts_null(patch: &Patch) -> bool {

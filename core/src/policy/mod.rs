@@ -14,6 +14,8 @@
 //! - Only an AUDITOR moves a journey to AUDITED; auditors otherwise only add notes.
 //! - DRIVER and MOVER write only to journeys whose crew they are on.
 //! - Entries, notes, GPS and media are evidence: added, never deleted or rewritten.
+//!   A media reference can be tombstoned (marked removed, bytes kept): by its crew
+//!   until its step's inventory or signature is complete, by an ADMIN always.
 //! - Once AUDITED, a journey's record no longer changes: a later change is held
 //!   for review as "after audit" instead of merged.
 
@@ -48,6 +50,12 @@ pub enum Touch {
     Media,
     /// The running totals, bumped alongside what they count.
     Counts,
+    /// Tombstoning a media reference (`JourneyAction::RemoveMedia`). `sealed`: its
+    /// step's inventory or signature was complete before this change
+    /// (`document::evidence::sealed`), after which crews may not remove it.
+    RemoveMedia {
+        sealed: bool,
+    },
     /// Deleting or rewriting evidence (an entry, note, GPS batch or media ref).
     EvidenceRewrite(String),
     /// Anything outside the journey layout, by path.
@@ -140,6 +148,14 @@ pub fn check(
         Touch::Entry | Touch::Gps | Touch::Media if role == Auditor => {
             deny("add entries, GPS or media")
         }
+        Touch::RemoveMedia { sealed } => match role {
+            Admin => Ok(()),
+            Driver | Mover if !sealed => Ok(()),
+            Driver | Mover => {
+                deny("remove photos once their step's inventory or signature is complete")
+            }
+            _ => deny("remove media"),
+        },
         Touch::EvidenceRewrite(path) => Err(Denial::Layout(format!(
             "evidence is never deleted or rewritten ({path})"
         ))),

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[M<'static>] = &[
     M::up(include_str!("sql/001_device_store.sql")),
     M::up(include_str!("sql/002_sync_and_media.sql")),
     M::up(include_str!("sql/003_accounts_and_rejections.sql")),
+    M::up(include_str!("sql/004_media_queue.sql")),
 ];
 
 pub fn migrations() -> Migrations<'static> {

@@ -18,6 +18,8 @@ mod accounts;
 mod connection;
 mod documents;
 mod gps_buffer;
+mod media;
+mod media_queue;
 pub mod migrations;
 mod outbox;
 mod permits;
@@ -34,12 +36,14 @@ use lru::LruCache;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 pub use self::accounts::Account;
+pub use self::media::{CaptureInfo, MediaProblem, MediaSource};
 pub use self::outbox::OutboxEntry;
 pub use self::rejections::RejectedChange;
 use crate::document::actions::JourneyAction;
 use crate::document::{JourneyDocument, gps};
 use crate::error::{Error, Result};
 use crate::ids::{ActivityId, DeviceId, EntryId, JourneyId, LocationId, UserId};
+use crate::media::{MediaOptions, NetworkKind};
 use crate::model::{
     ActiveUser, ActivityKind, GpsPoint, Journey, JourneySummary, Location, NewEntry, NewJourney,
     Role, Stage, StepNumber, Timestamp,
@@ -56,6 +60,8 @@ pub struct StoreOptions {
     pub cache_capacity: usize,
     /// GPS fixes per batch change.
     pub gps_batch_size: usize,
+    /// Media capture and the upload queue.
+    pub media: MediaOptions,
 }
 
 impl Default for StoreOptions {
@@ -64,6 +70,7 @@ impl Default for StoreOptions {
             compact_after_changes: 500,
             cache_capacity: 16,
             gps_batch_size: gps::BATCH_SIZE,
+            media: MediaOptions::default(),
         }
     }
 }
@@ -107,6 +114,12 @@ pub struct DeviceStore {
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
     active_user: Mutex<Option<ActiveUser>>,
+    media_dir: PathBuf,
+    media_options: MediaOptions,
+    /// The network the app last reported (the upload queue follows it).
+    network: Mutex<NetworkKind>,
+    /// What the open found wrong in the media directory.
+    media_problems: Mutex<Vec<MediaProblem>>,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -153,6 +166,13 @@ impl DeviceStore {
             tx.commit()?;
             device_id
         };
+        let media_dir = options
+            .media
+            .dir
+            .clone()
+            .unwrap_or_else(|| media::default_dir(&path));
+        std::fs::create_dir_all(&media_dir)?;
+        let recovery = media::recover(&conn, &media_dir)?;
         let reader = connection::open_reader(&path)?;
         let capacity =
             NonZeroUsize::new(options.cache_capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
@@ -160,13 +180,17 @@ impl DeviceStore {
             path,
             device_id,
             actor,
-            options,
             writer: Mutex::new(Writer {
                 conn,
                 cache: LruCache::new(capacity),
             }),
             reader: Mutex::new(reader),
             active_user: Mutex::new(None),
+            media_options: options.media.clone(),
+            media_dir,
+            network: Mutex::new(NetworkKind::Offline),
+            media_problems: Mutex::new(recovery.problems),
+            options,
         }))
     }
 
@@ -380,7 +404,7 @@ impl DeviceStore {
     /// review, and the record stays as audited either way.
     pub fn apply(&self, journey: JourneyId, action: &JourneyAction) -> Result<()> {
         let user = self.require_active_user()?;
-        self.commit(journey, action, &user, true, |_| Ok(()))
+        self.commit(journey, action, &user, true, |_, _| Ok(()))
     }
 
     /// Test-only: applies an action without asking the rules, as an app that does
@@ -388,7 +412,7 @@ impl DeviceStore {
     #[cfg(feature = "testing")]
     pub fn apply_unchecked(&self, journey: JourneyId, action: &JourneyAction) -> Result<()> {
         let user = self.require_active_user()?;
-        self.commit(journey, action, &user, false, |_| Ok(()))
+        self.commit(journey, action, &user, false, |_, _| Ok(()))
     }
 
     pub fn advance_stage(&self, journey: JourneyId, to: Stage) -> Result<()> {
@@ -577,7 +601,7 @@ impl DeviceStore {
                 batch: EntryId::new(),
                 points: batch.points.clone(),
             };
-            self.commit(journey, &action, &batch.author, false, |tx| {
+            self.commit(journey, &action, &batch.author, false, |tx, _| {
                 gps_buffer::remove_through(tx, journey, &batch)
             })?;
         }
@@ -843,19 +867,26 @@ impl DeviceStore {
         let waiting: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM outbox WHERE journey_id = ?1)
                  OR EXISTS (SELECT 1 FROM gps_pending WHERE journey_id = ?1)
-                 OR EXISTS (SELECT 1 FROM media_queue WHERE journey_id = ?1)",
+                 OR EXISTS (SELECT 1 FROM media_queue
+                            WHERE journey_id = ?1 AND state != 'done')",
             [&id],
             |row| row.get(0),
         )?;
         if waiting {
             return Ok(false);
         }
+        // Uploaded media goes with the journey; its files are orphans from here on,
+        // deleted now or, failing that, at the next open.
+        let uploaded = media_queue::remove_done(&tx, Some(journey))?;
         let mut dropped = 0;
         for table in ["journey_summary", "doc_changes", "documents"] {
             dropped += tx.execute(&format!("DELETE FROM {table} WHERE journey_id = ?1"), [&id])?;
         }
         tx.commit()?;
         cache.pop(&journey);
+        for name in uploaded {
+            let _ = std::fs::remove_file(self.media_dir.join(name));
+        }
         Ok(dropped > 0)
     }
 
@@ -880,7 +911,7 @@ impl DeviceStore {
         action: &JourneyAction,
         author: &ActiveUser,
         check: bool,
-        also: impl FnOnce(&Transaction<'_>) -> Result<()>,
+        also: impl FnOnce(&Transaction<'_>, &Change) -> Result<()>,
     ) -> Result<()> {
         let mut writer = self.lock_writer()?;
         let Writer { conn, cache } = &mut *writer;
@@ -896,7 +927,7 @@ impl DeviceStore {
         let persisted = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             record_local_change(&tx, &cached.doc, &change, origin.user_id)?;
-            also(&tx)?;
+            also(&tx, &change)?;
             tx.commit()?;
             Ok(())
         })();

@@ -91,14 +91,14 @@ pub(super) fn check_create(acting: &Acting, new: &NewJourney) -> Result<()> {
 }
 
 /// May `acting` apply `action` to `doc` as it is now? Decided from what the action
-/// declares it touches (`JourneyAction::touches`, checked against the change's real
+/// declares it touches (`JourneyDocument::touches_of`, checked against the change's real
 /// effect for every action by the policy tests), before anything is written.
 pub(super) fn check_action(
     acting: &Acting,
     doc: &JourneyDocument,
     action: &JourneyAction,
 ) -> Result<()> {
-    check_touches(acting, doc, &action.touches())
+    check_touches(acting, doc, &doc.touches_of(action)?)
 }
 
 /// May `acting` make a change touching `touches` on `doc` as it is now?

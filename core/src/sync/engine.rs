@@ -75,8 +75,7 @@ pub fn prepare(store: &DeviceStore, peer: &str, limits: Limits) -> Result<SyncRe
         held: Some(store.journey_ids()?),
         report: Some(DeviceReport {
             pending_changes: store.outbox_len()?,
-            // No media is captured yet (the media queue comes with its own issue).
-            pending_media_bytes: 0,
+            pending_media_bytes: store.media_progress()?.pending_bytes,
         }),
     })
 }

@@ -1,6 +1,8 @@
 //! Fixtures shared by the core's integration tests: real SQLite files in temp dirs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod images;
+
 use std::sync::Arc;
 
 use chrono::NaiveDate;

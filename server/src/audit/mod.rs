@@ -164,6 +164,7 @@ pub fn touch_text(touch: &Touch) -> String {
         Touch::Media => "media added".to_owned(),
         Touch::Counts => "counts".to_owned(),
         Touch::EvidenceRewrite(path) => format!("evidence rewritten at {path}"),
+        Touch::RemoveMedia { .. } => "media removed".to_owned(),
         Touch::Unknown(path) => format!("outside the journey layout at {path}"),
     }
 }
