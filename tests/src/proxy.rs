@@ -81,9 +81,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr, seed: u64, shaping: Shaping) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+    /// Listens on a free loopback port; `upstream` is the server.
+    pub async fn start(upstream: SocketAddr, seed: u64, shaping: Shaping) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
         let (link, _) = watch::channel(LinkState {
             link: Link::Up,
             cuts: 0,
@@ -124,7 +125,7 @@ impl Proxy {
                 tokio::spawn(connection.relay(client, upstream));
             }
         });
-        Self { addr, link, stats }
+        Ok(Self { addr, link, stats })
     }
 
     pub fn url(&self) -> String {

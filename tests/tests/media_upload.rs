@@ -305,7 +305,8 @@ async fn uploads_through_resets_arrive_byte_identical_exactly_once() {
             ..Shaping::default()
         },
     )
-    .await;
+    .await
+    .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
     let jpeg = big_jpeg();
     assert!(jpeg.len() > 4_000_000, "a ~5 MB JPEG: {}", jpeg.len());

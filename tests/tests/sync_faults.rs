@@ -33,10 +33,7 @@ use crewsync_server::testing::{EmbeddedTestDb, TestTenant};
 use crewsync_tests::proxy::{Link, Proxy, Shaping};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::net::TcpListener;
 
 /// Bound on every wait for the system to settle: a wedged sync fails the test.
 const SETTLE: Duration = Duration::from_secs(20);
@@ -317,7 +314,7 @@ async fn retries_through_resets_and_lost_responses_never_duplicate_or_lose_a_cha
         connection_faults: true,
         ..Shaping::default()
     };
-    let proxy = Proxy::start(server.addr, seed, shaping).await;
+    let proxy = Proxy::start(server.addr, seed, shaping).await.unwrap();
     let direct = server.url();
 
     let dispatcher = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
@@ -395,7 +392,9 @@ async fn a_stalled_link_is_detected_and_sync_resumes_after_it(backend: Backend) 
     let (seed, _guard) = seed(3);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(backend).await;
-    let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
+    let proxy = Proxy::start(server.addr, seed, Shaping::default())
+        .await
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
@@ -516,7 +515,9 @@ async fn a_flapping_link_wedges_no_queue_and_loses_no_acknowledged_write() {
     let (seed, _guard) = seed(4);
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(Backend::embedded(dir.path()).await).await;
-    let proxy = Proxy::start(server.addr, seed, Shaping::default()).await;
+    let proxy = Proxy::start(server.addr, seed, Shaping::default())
+        .await
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(seed);
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
@@ -667,7 +668,7 @@ async fn a_slow_drip_reassembles_every_message() {
         drip: true,
         ..Shaping::default()
     };
-    let proxy = Proxy::start(server.addr, seed, shaping).await;
+    let proxy = Proxy::start(server.addr, seed, shaping).await.unwrap();
     let started = Instant::now();
 
     let office = device(dir.path(), "office", &server.tenant, Role::Dispatcher).await;
