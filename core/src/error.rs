@@ -132,6 +132,15 @@ pub enum Error {
 
     #[error("i/o error: {0}")]
     Io(std::io::Error),
+
+    /// The server refused a media upload step, with its code (`entry_not_synced`,
+    /// `digest_mismatch`, `image_rejected`, `too_large`, …).
+    #[error("upload refused ({status} {code}): {message}")]
+    Upload {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl From<std::io::Error> for Error {

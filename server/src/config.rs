@@ -15,6 +15,7 @@ use crate::limits::{
     DEFAULT_SIGN_IN_PER_TENANT, DEFAULT_SYNC_PER_DEVICE, DEFAULT_SYNC_PER_TENANT, LimitConfig,
     RateLimit,
 };
+use crate::media;
 
 /// Seconds between keep-alive pings on a live socket, unless configured.
 pub const DEFAULT_LIVE_PING_SECS: u64 = 20;
@@ -99,6 +100,77 @@ pub struct Config {
     /// Sync requests and live upgrades per tenant.
     #[arg(long, env = "CREWSYNC_SYNC_LIMIT_PER_TENANT", default_value_t = DEFAULT_SYNC_PER_TENANT)]
     pub sync_limit_per_tenant: RateLimit,
+
+    #[command(flatten)]
+    pub media: MediaFlags,
+}
+
+/// Media storage and limits (issue 5).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaFlags {
+    /// Largest signature PNG, in bytes.
+    #[arg(long = "media-max-signature-bytes", env = "CREWSYNC_MEDIA_MAX_SIGNATURE_BYTES", default_value_t = media::DEFAULT_MAX_SIGNATURE)]
+    pub max_signature_bytes: u64,
+    /// Largest device thumbnail, in bytes.
+    #[arg(long = "media-max-thumbnail-bytes", env = "CREWSYNC_MEDIA_MAX_THUMBNAIL_BYTES", default_value_t = media::DEFAULT_MAX_THUMBNAIL)]
+    pub max_thumbnail_bytes: u64,
+    /// Largest photo, in bytes.
+    #[arg(long = "media-max-photo-bytes", env = "CREWSYNC_MEDIA_MAX_PHOTO_BYTES", default_value_t = media::DEFAULT_MAX_PHOTO)]
+    pub max_photo_bytes: u64,
+    /// Largest video, in bytes.
+    #[arg(long = "media-max-video-bytes", env = "CREWSYNC_MEDIA_MAX_VIDEO_BYTES", default_value_t = media::DEFAULT_MAX_VIDEO)]
+    pub max_video_bytes: u64,
+    /// Largest chunk of one upload PATCH, in bytes; larger ones get 413.
+    #[arg(long = "media-max-chunk-bytes", env = "CREWSYNC_MEDIA_MAX_CHUNK_BYTES", default_value_t = media::DEFAULT_MAX_CHUNK,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_chunk_bytes: u64,
+    /// Seconds after its last chunk an unfinished upload expires (its bytes removed).
+    #[arg(long = "media-upload-expiry-secs", env = "CREWSYNC_MEDIA_UPLOAD_EXPIRY_SECS", default_value_t = media::DEFAULT_UPLOAD_EXPIRY.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub upload_expiry_secs: u64,
+    /// Largest image width or height the server decodes; larger ones are refused.
+    #[arg(long = "media-max-image-side", env = "CREWSYNC_MEDIA_MAX_IMAGE_SIDE", default_value_t = media::images::DEFAULT_MAX_SIDE)]
+    pub max_image_side: u32,
+    /// Store media in this S3-compatible bucket instead of the data dir (needs a
+    /// server built with the `s3` feature).
+    #[arg(long = "media-s3-bucket", env = "CREWSYNC_MEDIA_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    #[arg(long = "media-s3-region", env = "CREWSYNC_MEDIA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// e.g. `http://127.0.0.1:9000` for MinIO; absent for AWS.
+    #[arg(long = "media-s3-endpoint", env = "CREWSYNC_MEDIA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    #[arg(
+        long = "media-s3-access-key-id",
+        env = "CREWSYNC_MEDIA_S3_ACCESS_KEY_ID",
+        hide_env_values = true
+    )]
+    pub s3_access_key_id: Option<String>,
+    #[arg(
+        long = "media-s3-secret-access-key",
+        env = "CREWSYNC_MEDIA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+}
+
+impl Default for MediaFlags {
+    fn default() -> Self {
+        Self {
+            max_signature_bytes: media::DEFAULT_MAX_SIGNATURE,
+            max_thumbnail_bytes: media::DEFAULT_MAX_THUMBNAIL,
+            max_photo_bytes: media::DEFAULT_MAX_PHOTO,
+            max_video_bytes: media::DEFAULT_MAX_VIDEO,
+            max_chunk_bytes: media::DEFAULT_MAX_CHUNK,
+            upload_expiry_secs: media::DEFAULT_UPLOAD_EXPIRY.as_secs(),
+            max_image_side: media::images::DEFAULT_MAX_SIDE,
+            s3_bucket: None,
+            s3_region: None,
+            s3_endpoint: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+        }
+    }
 }
 
 /// What to do instead of serving.
@@ -111,6 +183,11 @@ pub enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Media housekeeping (purge past retention, sweep abandoned uploads), then exits.
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
     },
 }
 
@@ -158,6 +235,17 @@ pub enum UserCommand {
     },
 }
 
+/// `crewsync-server media …`: media housekeeping for operators (cron).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum MediaCommand {
+    /// Deletes originals stored longer ago than their tenant's
+    /// `media_retention_days`, except on journeys under legal hold (rows and
+    /// thumbnails stay; each purge is audited).
+    Purge,
+    /// Removes unfinished uploads past the expiry and their partial bytes.
+    Sweep,
+}
+
 fn parse_role(text: &str) -> Result<Role, String> {
     text.trim().to_uppercase().parse().map_err(|_| {
         format!("unknown role {text:?}: one of ADMIN, DISPATCHER, DRIVER, MOVER, MANAGER, AUDITOR")
@@ -183,6 +271,7 @@ impl Default for Config {
             sign_in_limit_per_tenant: DEFAULT_SIGN_IN_PER_TENANT,
             sync_limit_per_device: DEFAULT_SYNC_PER_DEVICE,
             sync_limit_per_tenant: DEFAULT_SYNC_PER_TENANT,
+            media: MediaFlags::default(),
         }
     }
 }
@@ -216,6 +305,31 @@ impl Config {
             sign_in_per_tenant: self.sign_in_limit_per_tenant,
             sync_per_device: self.sync_limit_per_device,
             sync_per_tenant: self.sync_limit_per_tenant,
+        }
+    }
+
+    /// The media store's configuration.
+    pub fn media_config(&self) -> media::MediaConfig {
+        let flags = &self.media;
+        media::MediaConfig {
+            data_dir: self.data_dir.clone(),
+            max_signature: flags.max_signature_bytes,
+            max_thumbnail: flags.max_thumbnail_bytes,
+            max_photo: flags.max_photo_bytes,
+            max_video: flags.max_video_bytes,
+            max_chunk: flags.max_chunk_bytes.max(1),
+            upload_expiry: Duration::from_secs(flags.upload_expiry_secs.max(1)),
+            max_image_side: flags.max_image_side,
+            blobs: match &flags.s3_bucket {
+                Some(bucket) => media::blobs::BlobConfig::S3 {
+                    bucket: bucket.clone(),
+                    region: flags.s3_region.clone(),
+                    endpoint: flags.s3_endpoint.clone(),
+                    access_key_id: flags.s3_access_key_id.clone(),
+                    secret_access_key: flags.s3_secret_access_key.clone(),
+                },
+                None => media::blobs::BlobConfig::Local,
+            },
         }
     }
 

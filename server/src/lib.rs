@@ -27,6 +27,7 @@ pub mod dispatch;
 pub mod intake;
 pub mod limits;
 pub mod live;
+pub mod media;
 pub mod metrics;
 pub mod scope;
 pub mod seed;
@@ -95,6 +96,8 @@ pub struct Services {
     pub window: scope::Window,
     /// Rate limits on sign-in, sync and live upgrades.
     pub limits: Arc<Limits>,
+    /// Uploads, blobs and the evidence rules.
+    pub media: Arc<media::MediaService>,
 }
 
 impl Services {
@@ -112,7 +115,13 @@ impl Services {
             config.compact_after,
         );
         let scopes = ScopeIndex::new(auth.directory.db().clone());
+        let media = Arc::new(media::MediaService::new(
+            config.media_config(),
+            auth.directory.db().clone(),
+            Arc::clone(&storage),
+        ));
         Ok(Self {
+            media,
             storage,
             auth,
             scopes,
@@ -229,6 +238,8 @@ pub enum StartError {
     Directory(#[from] directory::DirectoryError),
     #[error("sync scopes: {0}")]
     Scope(#[from] scope::ScopeError),
+    #[error("media: {0}")]
+    Media(#[from] media::MediaError),
 }
 
 /// The router over `state.storage` with in-process defaults: a live hub for this
@@ -263,6 +274,7 @@ pub fn router(services: Services) -> Router {
         .merge(auth::http::session_routes())
         .merge(admin::routes())
         .merge(audit::http::routes())
+        .merge(media::routes())
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     Router::new()
@@ -319,6 +331,8 @@ impl utoipa::Modify for BearerAuth {
 pub struct Server {
     services: Services,
     fanout: Option<PgFanout>,
+    /// Expires abandoned uploads while serving.
+    sweeper: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
@@ -339,6 +353,7 @@ impl Server {
     ) -> Result<Self, StartError> {
         let auth = Arc::new(AuthService::open(db).await?);
         let mut services = Services::in_process(Arc::clone(&storage), auth, config)?;
+        services.media.blobs.check()?;
         let indexed = scope::backfill(&storage, &services.scopes).await?;
         if indexed > 0 {
             tracing::info!(
@@ -354,7 +369,14 @@ impl Server {
             }
             _ => None,
         };
-        Ok(Self { services, fanout })
+        let sweep_every = (config.media_config().upload_expiry / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let sweeper = media::evidence::spawn_sweeper(Arc::clone(&services.media), sweep_every);
+        Ok(Self {
+            services,
+            fanout,
+            sweeper,
+        })
     }
 
     pub fn services(&self) -> &Services {
@@ -402,6 +424,7 @@ impl Server {
             );
         }
         self.services.compactor.stop();
+        self.sweeper.abort();
         if let Some(fanout) = self.fanout {
             fanout.stop().await;
         }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use crewsync_server::Server;
 use crewsync_server::admin::{self, AdminService};
 use crewsync_server::auth::sessions::Sessions;
-use crewsync_server::config::{Command, Config};
+use crewsync_server::config::{Command, Config, MediaCommand};
 use crewsync_server::directory::Directory;
 use crewsync_server::{seed, storage};
 use tracing_subscriber::EnvFilter;
@@ -39,6 +39,9 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let Some(Command::Media { command }) = config.command.clone() {
+        return run_media_command(&config, opened, &directory, command).await;
     }
     if let Some(Command::Seed) = config.command {
         return match seed::seed(&directory).await {
@@ -95,6 +98,43 @@ async fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("crewsync-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `crewsync-server media purge|sweep`: one pass, then exit.
+async fn run_media_command(
+    config: &Config,
+    opened: storage::Opened,
+    directory: &Directory,
+    command: MediaCommand,
+) -> ExitCode {
+    let media =
+        crewsync_server::media::MediaService::new(config.media_config(), opened.db, opened.storage);
+    if let Err(e) = media.blobs.check() {
+        eprintln!("crewsync-server media: {e}");
+        return ExitCode::FAILURE;
+    }
+    let result = match command {
+        MediaCommand::Purge => media.purge(directory).await.map(|report| {
+            format!(
+                "purged {} originals past retention; kept {} under legal hold",
+                report.purged, report.held
+            )
+        }),
+        MediaCommand::Sweep => media
+            .sweep()
+            .await
+            .map(|report| format!("removed {} abandoned uploads", report.expired)),
+    };
+    match result {
+        Ok(output) => {
+            println!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("crewsync-server media: {e}");
             ExitCode::FAILURE
         }
     }

@@ -186,6 +186,7 @@ async fn fast_ping_services() -> common::TestServices {
         scopes: crewsync_server::scope::ScopeIndex::new(test.tenant.auth.directory.db().clone()),
         window: Default::default(),
         limits: Arc::clone(&test.services.limits),
+        media: Arc::clone(&test.services.media),
     };
     test
 }

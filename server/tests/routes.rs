@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod media_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -38,6 +39,9 @@ struct World {
     a_journey: JourneyId,
     b_journey: JourneyId,
     pool: PgPool,
+    storage: Arc<dyn Storage>,
+    /// The server's data dir (media staging and blobs).
+    _data_dir: tempfile::TempDir,
 }
 
 /// Whose ids a request names.
@@ -51,6 +55,8 @@ enum Body {
     None,
     Json(Value),
     Sync(Vec<u8>),
+    /// An upload chunk at offset 0, with its digest.
+    Chunk(Vec<u8>),
 }
 
 /// A request to make: path (with ids filled in) and body. Building it may set
@@ -94,6 +100,31 @@ fn office(allowed: u16) -> fn(Role) -> u16 {
     }
 }
 
+/// The seed for a fresh test image.
+fn rand_seed() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
+fn the_dispatcher(allowed: u16) -> fn(Role) -> u16 {
+    match allowed {
+        200 => |role| if role == Role::Dispatcher { 200 } else { 404 },
+        204 => |role| if role == Role::Dispatcher { 204 } else { 404 },
+        _ => unreachable!("add a case"),
+    }
+}
+
+fn media_writers(role: Role) -> u16 {
+    if role == Role::Auditor { 403 } else { 201 }
+}
+
+fn hold_setters(role: Role) -> u16 {
+    if matches!(role, Role::Admin | Role::Manager) {
+        200
+    } else {
+        403
+    }
+}
+
 fn office_readers(role: Role) -> u16 {
     if matches!(role, Role::Driver | Role::Mover) {
         403
@@ -114,6 +145,7 @@ fn admin_only(allowed: u16) -> fn(Role) -> u16 {
     match allowed {
         200 => |role| if role == Role::Admin { 200 } else { 403 },
         201 => |role| if role == Role::Admin { 201 } else { 403 },
+        204 => |role| if role == Role::Admin { 204 } else { 403 },
         _ => unreachable!("add a case"),
     }
 }
@@ -205,6 +237,10 @@ impl World {
             Body::None => call,
             Body::Json(body) => call.json(&body),
             Body::Sync(bytes) => call.header("content-type", CONTENT_TYPE).body(bytes),
+            Body::Chunk(bytes) => call
+                .header("upload-offset", 0)
+                .header("chunk-sha256", media_common::sha_hex(&bytes))
+                .body(bytes),
         };
         call.send().await.unwrap().status().as_u16()
     }
@@ -220,6 +256,104 @@ impl World {
             .json()
             .await
             .unwrap()
+    }
+
+    /// A photo whose entry is on the journey `ids` names (pushed by that tenant's
+    /// dispatcher); returns its id and bytes.
+    async fn media_item(&self, ids: Ids) -> (crewsync_core::ids::MediaId, Vec<u8>) {
+        let tenant = self.tenant(ids);
+        let device = DeviceId::new();
+        let user = tenant.user(Role::Dispatcher);
+        let token = tenant
+            .sign_in(Role::Dispatcher, device)
+            .await
+            .unwrap()
+            .access_token;
+        let origin = crewsync_core::ChangeOrigin {
+            user_id: user.id,
+            role: Role::Dispatcher,
+            device_id: device,
+        };
+        let bytes = media_common::jpeg(48, 32, rand_seed());
+        let media = crewsync_core::ids::MediaId::new();
+        let change = media_common::media_ref_change(
+            self.storage.as_ref(),
+            &tenant.tenant.to_string(),
+            self.journey(ids),
+            &origin,
+            media,
+            "photo",
+            &media_common::sha_hex(&bytes),
+            bytes.len() as u64,
+            None,
+        )
+        .await;
+        common::push(&self.base, &token, &[(self.journey(ids), change)]).await;
+        (media, bytes)
+    }
+
+    /// `media_item`'s upload, opened by the tenant's dispatcher; with `send`, all
+    /// its bytes sent. Returns the upload id and the bytes.
+    async fn open_upload(&self, ids: Ids, send: bool) -> (String, Vec<u8>) {
+        let (media, bytes) = self.media_item(ids).await;
+        let token = self.dispatcher_token(ids).await;
+        let created: Value = self
+            .http
+            .post(format!("{}/v1/media/uploads", self.base))
+            .bearer_auth(&token)
+            .json(&json!({
+                "media_id": media, "journey_id": self.journey(ids), "kind": "photo",
+                "content_type": "image/jpeg", "size": bytes.len(),
+                "sha256": media_common::sha_hex(&bytes),
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let upload = created["upload_id"].as_str().unwrap().to_owned();
+        if send {
+            let status = self
+                .http
+                .patch(format!("{}/v1/media/uploads/{upload}", self.base))
+                .bearer_auth(&token)
+                .header("upload-offset", 0)
+                .header("chunk-sha256", media_common::sha_hex(&bytes))
+                .body(bytes.clone())
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 204, "set-up chunk");
+        }
+        (upload, bytes)
+    }
+
+    /// A stored photo on the journey `ids` names.
+    async fn stored_media(&self, ids: Ids) -> crewsync_core::ids::MediaId {
+        let (upload, _) = self.open_upload(ids, true).await;
+        let token = self.dispatcher_token(ids).await;
+        let done: Value = self
+            .http
+            .post(format!("{}/v1/media/uploads/{upload}/complete", self.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        serde_json::from_value(done["media_id"].clone()).unwrap()
+    }
+
+    /// The dispatcher user of the tenant `ids` names, on a new device.
+    async fn dispatcher_token(&self, ids: Ids) -> String {
+        self.tenant(ids)
+            .sign_in(Role::Dispatcher, DeviceId::new())
+            .await
+            .unwrap()
+            .access_token
     }
 
     /// Every row of every table, hashed per table.
@@ -672,6 +806,108 @@ fn table() -> Vec<Route> {
                 json!({"settings": {"dispatch_cutoff": "17:00"}})
             )),
         },
+        Route {
+            method: "post",
+            path: "/v1/media/uploads",
+            public: false,
+            expect: media_writers,
+            // Another tenant's journey: not visible, so not found.
+            other: Some(404),
+            build: build!(|w, ids| {
+                let (media, bytes) = w.media_item(Ids::Own).await;
+                json_at(
+                    "/v1/media/uploads".into(),
+                    json!({
+                        "media_id": media, "journey_id": w.journey(ids), "kind": "photo",
+                        "content_type": "image/jpeg", "size": bytes.len(),
+                        "sha256": media_common::sha_hex(&bytes),
+                    }),
+                )
+            }),
+        },
+        Route {
+            method: "head",
+            path: "/v1/media/uploads/{upload_id}",
+            public: false,
+            // An upload is its uploader's: anyone else's id is not found.
+            expect: the_dispatcher(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!(
+                "/v1/media/uploads/{}",
+                w.open_upload(ids, false).await.0
+            ))),
+        },
+        Route {
+            method: "patch",
+            path: "/v1/media/uploads/{upload_id}",
+            public: false,
+            expect: the_dispatcher(204),
+            other: Some(404),
+            build: build!(|w, ids| {
+                let (upload, bytes) = w.open_upload(ids, false).await;
+                Request {
+                    path: format!("/v1/media/uploads/{upload}"),
+                    body: Body::Chunk(bytes),
+                }
+            }),
+        },
+        Route {
+            method: "post",
+            path: "/v1/media/uploads/{upload_id}/complete",
+            public: false,
+            expect: the_dispatcher(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!(
+                "/v1/media/uploads/{}/complete",
+                w.open_upload(ids, true).await.0
+            ))),
+        },
+        Route {
+            method: "get",
+            path: "/v1/media/usage",
+            public: false,
+            expect: chain_readers,
+            other: None,
+            build: build!(|w, ids| plain("/v1/media/usage".into())),
+        },
+        Route {
+            method: "get",
+            path: "/v1/media/{media_id}",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/media/{}", w.stored_media(ids).await))),
+        },
+        Route {
+            method: "delete",
+            path: "/v1/media/{media_id}",
+            public: false,
+            expect: admin_only(204),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/media/{}", w.stored_media(ids).await))),
+        },
+        Route {
+            method: "get",
+            path: "/v1/media/{media_id}/thumbnail",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!(
+                "/v1/media/{}/thumbnail",
+                w.stored_media(ids).await
+            ))),
+        },
+        Route {
+            method: "put",
+            path: "/v1/journeys/{journey}/legal-hold",
+            public: false,
+            expect: hold_setters,
+            other: Some(404),
+            build: build!(|w, ids| json_at(
+                format!("/v1/journeys/{}/legal-hold", w.journey(ids)),
+                json!({"hold": true})
+            )),
+        },
     ]
 }
 
@@ -728,11 +964,16 @@ async fn world() -> (World, crewsync_testkit::postgres::TestDatabase) {
         .await
         .unwrap();
     let storage: Arc<dyn Storage> = opened.storage;
-    let base = common::serve_router(crewsync_server::app(crewsync_server::AppState {
-        storage,
-        auth: Arc::clone(&a.auth),
-    }))
-    .await;
+    // Media lands in a temp data dir, not the working directory.
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = crewsync_server::config::Config {
+        data_dir: data_dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    let services =
+        crewsync_server::Services::in_process(Arc::clone(&storage), Arc::clone(&a.auth), &config)
+            .unwrap();
+    let base = common::serve_services(&services).await;
     let pool = PgPool::connect(&db.superuser_url).await.unwrap();
     let mut world = World {
         base,
@@ -742,6 +983,8 @@ async fn world() -> (World, crewsync_testkit::postgres::TestDatabase) {
         a_journey: JourneyId::new(),
         b_journey: JourneyId::new(),
         pool,
+        storage,
+        _data_dir: data_dir,
     };
     for ids in [Ids::Own, Ids::Other] {
         let tenant = world.tenant(ids);

@@ -31,6 +31,11 @@ const UNWALLED: &[&str] = &[
     "role_permissions",
     "move_sources",
     "sessions",
+    // Media rows (not yet walled): the expiry sweeper and the retention purge
+    // read across tenants and would first have to go tenant by tenant.
+    "media_uploads",
+    "media",
+    "journey_holds",
 ];
 
 async fn fresh_db() -> TestDatabase {

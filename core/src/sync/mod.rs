@@ -11,4 +11,5 @@
 pub mod auth;
 pub mod engine;
 pub mod runtime;
+pub mod upload;
 pub mod wire;
