@@ -138,7 +138,9 @@ impl CrewDevice {
     pub fn list_journeys(&self, location_id: String, date: String) -> Result<Vec<JourneySummary>> {
         let date = NaiveDate::parse_from_str(&date, "%Y-%m-%d")
             .map_err(|e| CrewsyncError::invalid(format!("date {date:?} is not YYYY-MM-DD: {e}")))?;
-        let list = self.open_store()?.list_journeys(location_id.parse()?, date)?;
+        let list = self
+            .open_store()?
+            .list_journeys(location_id.parse()?, date)?;
         Ok(list.into_iter().map(Into::into).collect())
     }
 
@@ -193,7 +195,12 @@ impl CrewDevice {
         self.write(|s| s.complete_step(journey_id.parse()?, StepNumber::new(step)?))
     }
 
-    pub fn approve_step(&self, journey_id: String, step: u8, comment: Option<String>) -> Result<()> {
+    pub fn approve_step(
+        &self,
+        journey_id: String,
+        step: u8,
+        comment: Option<String>,
+    ) -> Result<()> {
         self.write(|s| s.approve_step(journey_id.parse()?, StepNumber::new(step)?, comment))
     }
 
@@ -220,7 +227,13 @@ impl CrewDevice {
     ) -> Result<()> {
         self.write(|s| {
             let activity: ActivityId = activity_id.parse()?;
-            s.set_checklist_item(journey_id.parse()?, StepNumber::new(step)?, activity, &item, checked)
+            s.set_checklist_item(
+                journey_id.parse()?,
+                StepNumber::new(step)?,
+                activity,
+                &item,
+                checked,
+            )
         })
     }
 
@@ -233,8 +246,16 @@ impl CrewDevice {
         title: Option<String>,
         text: Option<String>,
     ) -> Result<String> {
-        self.write(|s| s.add_activity(journey_id.parse()?, StepNumber::new(step)?, kind.into(), title, text))
-            .map(|id| id.to_string())
+        self.write(|s| {
+            s.add_activity(
+                journey_id.parse()?,
+                StepNumber::new(step)?,
+                kind.into(),
+                title,
+                text,
+            )
+        })
+        .map(|id| id.to_string())
     }
 
     /// Appends a journey note; returns its id.
@@ -267,7 +288,13 @@ impl CrewDevice {
         start_ms: Option<i64>,
         end_ms: Option<i64>,
     ) -> Result<()> {
-        self.write(|s| s.set_times(journey_id.parse()?, start_ms.map(Timestamp), end_ms.map(Timestamp)))
+        self.write(|s| {
+            s.set_times(
+                journey_id.parse()?,
+                start_ms.map(Timestamp),
+                end_ms.map(Timestamp),
+            )
+        })
     }
 
     /// Adds an entry (note, status update, damage tag, …); returns its id.
@@ -279,7 +306,8 @@ impl CrewDevice {
 
     /// Adds GPS points the app has batched itself, as one change.
     pub fn add_gps_points(&self, journey_id: String, points: Vec<GpsPoint>) -> Result<()> {
-        let points: Vec<crewsync_core::model::GpsPoint> = points.into_iter().map(Into::into).collect();
+        let points: Vec<crewsync_core::model::GpsPoint> =
+            points.into_iter().map(Into::into).collect();
         self.write(|s| s.add_gps_points(journey_id.parse()?, points))
     }
 
@@ -355,7 +383,10 @@ impl CrewDevice {
     // ---- observers ---------------------------------------------------------------
 
     /// Calls `observer` with the current sync status, then on every change.
-    pub fn observe_sync_status(&self, observer: Box<dyn SyncStatusObserver>) -> Arc<ObserverHandle> {
+    pub fn observe_sync_status(
+        &self,
+        observer: Box<dyn SyncStatusObserver>,
+    ) -> Arc<ObserverHandle> {
         watch_sync_status(&self.handle, self.sync.status(), observer)
     }
 
@@ -418,11 +449,12 @@ impl CrewDevice {
     }
 
     /// Stops background sync and closes the store file. Every later call fails with
-    /// `Other`. Call it from the app's own thread, not from inside an observer.
-    pub fn close(&self) -> Result<()> {
+    /// `Other`. Call it from the app's own thread, not from inside an observer. (Not
+    /// `close`: Kotlin objects already have `close()`, which frees the object.)
+    pub fn shutdown(&self) -> Result<()> {
         if tokio::runtime::Handle::try_current().is_ok() {
             return Err(CrewsyncError::other(
-                "close() was called from a crewsync callback thread; call it from the app's thread",
+                "shutdown() was called from a crewsync callback thread; call it from the app's thread",
             ));
         }
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -444,10 +476,7 @@ impl CrewDevice {
     }
 
     /// Runs a local write and tells journey observers and the sync loop about it.
-    fn write<T>(
-        &self,
-        action: impl FnOnce(&DeviceStore) -> crewsync_core::Result<T>,
-    ) -> Result<T> {
+    fn write<T>(&self, action: impl FnOnce(&DeviceStore) -> crewsync_core::Result<T>) -> Result<T> {
         let done = action(self.open_store()?)?;
         self.local_writes.send_modify(|n| *n = n.wrapping_add(1));
         self.sync.wake();

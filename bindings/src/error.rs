@@ -11,20 +11,20 @@ use crewsync_core::Error;
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 pub enum CrewsyncError {
     /// The server could not be reached or answered unusably; work stays queued.
-    #[error("network: {message}")]
-    Network { message: String },
+    #[error("network: {reason}")]
+    Network { reason: String },
     /// Not signed in, or the server refused the credentials: sign in again.
-    #[error("auth: {message}")]
-    Auth { message: String },
+    #[error("auth: {reason}")]
+    Auth { reason: String },
     /// The device's disk is full; nothing was written.
-    #[error("storage full: {message}")]
-    StorageFull { message: String },
+    #[error("storage full: {reason}")]
+    StorageFull { reason: String },
     /// The signed-in user's role may not do this; nothing was written.
-    #[error("not allowed: {message}")]
-    NotAllowed { message: String },
+    #[error("not allowed: {reason}")]
+    NotAllowed { reason: String },
     /// The call itself was wrong (a malformed id, a stage moving backwards, …).
-    #[error("invalid input: {message}")]
-    InvalidInput { message: String },
+    #[error("invalid input: {reason}")]
+    InvalidInput { reason: String },
     /// Anything else (a corrupt document, a database fault, a closed device).
     #[error("{details}")]
     Other { details: String },
@@ -35,13 +35,13 @@ impl From<Error> for CrewsyncError {
         let message = e.to_string();
         match e {
             Error::Network(_) | Error::NetworkUnusable(_) | Error::RateLimited { .. } => {
-                Self::Network { message }
+                Self::Network { reason: message }
             }
             // A server in trouble is, for the app, a network it cannot use now.
-            Error::Server { status, .. } if status >= 500 => Self::Network { message },
-            Error::Unauthorized(_) | Error::NoActiveUser => Self::Auth { message },
-            Error::StorageFull(_) => Self::StorageFull { message },
-            Error::NotAllowed(_) => Self::NotAllowed { message },
+            Error::Server { status, .. } if status >= 500 => Self::Network { reason: message },
+            Error::Unauthorized(_) | Error::NoActiveUser => Self::Auth { reason: message },
+            Error::StorageFull(_) => Self::StorageFull { reason: message },
+            Error::NotAllowed(_) => Self::NotAllowed { reason: message },
             Error::InvalidId { .. }
             | Error::InvalidInput(_)
             | Error::UnknownJourney(_)
@@ -56,7 +56,7 @@ impl From<Error> for CrewsyncError {
             | Error::UnknownActivity { .. }
             | Error::NotAChecklist(_)
             | Error::UnknownChecklistItem { .. }
-            | Error::NotAssigned(_) => Self::InvalidInput { message },
+            | Error::NotAssigned(_) => Self::InvalidInput { reason: message },
             Error::Server { .. }
             | Error::CorruptDocument { .. }
             | Error::Sqlite(_)
@@ -73,7 +73,7 @@ impl From<Error> for CrewsyncError {
 impl CrewsyncError {
     pub(crate) fn invalid(message: impl Into<String>) -> Self {
         Self::InvalidInput {
-            message: message.into(),
+            reason: message.into(),
         }
     }
 

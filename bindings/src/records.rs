@@ -38,10 +38,31 @@ mirror_enum!(
     /// The six roles.
     Role { Admin, Dispatcher, Driver, Mover, Manager, Auditor }
 );
-mirror_enum!(StepStatus { Pending, InProgress, Completed });
-mirror_enum!(ActivityKind { Checklist, Photo, Video, Approval, Note, Signature });
-mirror_enum!(EntryKind { Note, Gps, Photo, Signature, StatusUpdate });
-mirror_enum!(MediaKind { Photo, Video, Signature });
+mirror_enum!(StepStatus {
+    Pending,
+    InProgress,
+    Completed
+});
+mirror_enum!(ActivityKind {
+    Checklist,
+    Photo,
+    Video,
+    Approval,
+    Note,
+    Signature
+});
+mirror_enum!(EntryKind {
+    Note,
+    Gps,
+    Photo,
+    Signature,
+    StatusUpdate
+});
+mirror_enum!(MediaKind {
+    Photo,
+    Video,
+    Signature
+});
 
 /// What kind of network the platform says the device is on. Stored for the media
 /// upload queue (large uploads wait for an unmetered network); a change to a usable

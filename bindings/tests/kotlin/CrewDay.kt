@@ -170,7 +170,7 @@ fun main() {
     System.exit(if (failed == 0 && passed > 0) 0 else 1)
 }
 
-fun crewDay(server: Server, dir: File) = runBlocking {
+fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     verify("the library answers", coreVersion().isNotEmpty())
     val dispatcher = Dispatcher(server.url)
 
@@ -294,7 +294,7 @@ fun crewDay(server: Server, dir: File) = runBlocking {
     expectError<CrewsyncException.NotAllowed>("a driver assigning crew is NotAllowed") {
         driver.assignCrew(journey, moverUser.userId, Role.MOVER)
     }
-    stranger.close()
+    stranger.shutdown()
     expectError<CrewsyncException.Other>("a closed device is Other") { stranger.journeyIds() }
     val fullDir = System.getenv("CREWSYNC_FULL_DIR")
     if (fullDir == null) {
@@ -308,7 +308,8 @@ fun crewDay(server: Server, dir: File) = runBlocking {
                 )
             }
         }
-        full.close()
+        // Closing checkpoints the WAL, which needs room too.
+        expectError<CrewsyncException.StorageFull>("shutdown on a full disk is StorageFull") { full.shutdown() }
     }
 
     // Backgrounding: suspend lets go of the file, resume carries on.
@@ -334,6 +335,6 @@ fun crewDay(server: Server, dir: File) = runBlocking {
     expectError<CrewsyncException.Auth>("syncing signed out is Auth") { runBlocking { driver.syncNow() } }
 
     statusHandle.close()
-    driver.close()
-    mover.close()
+    driver.shutdown()
+    mover.shutdown()
 }

@@ -192,6 +192,6 @@ def open_device(tmp_path):
     yield open_
     for device in opened:
         try:
-            device.close()
+            device.shutdown()
         except ffi.CrewsyncError.Other:
             pass

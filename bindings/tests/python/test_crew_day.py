@@ -74,7 +74,7 @@ def test_work_done_offline_syncs_after_reconnecting(server, dispatcher, open_dev
     driver, user = signed_in(open_device, server.url)
     journey = dispatcher.new_journey(crew=[user.user_id])
     run(driver.sync_now())
-    driver.close()
+    driver.shutdown()
 
     # The same store, with the network gone: the sign-in is remembered, work is kept.
     offline = ffi.CrewDevice.open(str(tmp_path / "device.sqlite"), dead_url())
@@ -87,7 +87,7 @@ def test_work_done_offline_syncs_after_reconnecting(server, dispatcher, open_dev
         run(offline.sync_now())
     assert offline.pending_changes() >= 2
     assert offline.sync_status().last_error is not None
-    offline.close()
+    offline.shutdown()
 
     back = open_device(server.url, "device")
     run(back.sync_now())
@@ -204,7 +204,7 @@ def test_each_error_variant(server, dispatcher, open_device, tmp_path):
     unreachable = ffi.CrewDevice.open(str(tmp_path / "unreachable.sqlite"), dead_url())
     with pytest.raises(ffi.CrewsyncError.Network):
         run(unreachable.sign_in("driver@lgm.example", PASSWORD))
-    unreachable.close()
+    unreachable.shutdown()
     with pytest.raises(ffi.CrewsyncError.Other):
         unreachable.journey_ids()
 
@@ -223,7 +223,7 @@ def test_a_full_disk_is_storage_full():
     # Control of sorts: the store still answers after refusing the write.
     assert device.journey_ids() == []
     with pytest.raises(ffi.CrewsyncError.StorageFull):
-        device.close()  # closing checkpoints, which needs room too
+        device.shutdown()  # closing checkpoints, which needs room too
 
 
 def test_threads_call_in_concurrently(server, dispatcher, open_device):
