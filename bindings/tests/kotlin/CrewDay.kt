@@ -89,6 +89,8 @@ class Server(private val binary: String) {
         }
         process = null
     }
+
+    fun remove() = data.deleteRecursively()
 }
 
 object Http {
@@ -164,6 +166,7 @@ fun main() {
         verify("the day ran to the end", false) { e.stackTraceToString() }
     } finally {
         server.stop()
+        server.remove()
         dir.deleteRecursively()
     }
     println("$passed passed, $failed failed")

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import json
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -102,6 +103,9 @@ class Server:
             self.process.terminate()
             self.process.wait(timeout=30)
 
+    def remove(self):
+        shutil.rmtree(self.data, ignore_errors=True)
+
 
 class Dispatcher:
     """The office side, through the server's HTTP API."""
@@ -147,6 +151,7 @@ def server():
     s.start()
     yield s
     s.stop()
+    s.remove()
 
 
 @pytest.fixture(scope="session")
