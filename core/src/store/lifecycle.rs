@@ -110,12 +110,19 @@ mod tests {
         let store = open_with_a_user(&path);
         store.journey_ids().unwrap();
         // Control: the open store's files are seen by the same check.
-        assert!(!open_files(&path).is_empty(), "the check must see an open store");
+        assert!(
+            !open_files(&path).is_empty(),
+            "the check must see an open store"
+        );
 
         store.suspend().unwrap();
         store.suspend().unwrap();
         assert!(store.is_suspended());
-        assert_eq!(open_files(&path), Vec::<std::path::PathBuf>::new(), "suspended, yet open");
+        assert_eq!(
+            open_files(&path),
+            Vec::<std::path::PathBuf>::new(),
+            "suspended, yet open"
+        );
         assert!(!path.with_extension("sqlite-wal").exists());
 
         let refused = store.journey_ids().unwrap_err().to_string();
@@ -127,7 +134,12 @@ mod tests {
         assert!(!store.is_suspended());
         assert_eq!(store.outbox_len().unwrap(), 0);
         assert!(store.journey_ids().unwrap().is_empty());
-        assert_eq!(store.device_id(), DeviceStore::open(&path, StoreOptions::default()).unwrap().device_id());
+        assert_eq!(
+            store.device_id(),
+            DeviceStore::open(&path, StoreOptions::default())
+                .unwrap()
+                .device_id()
+        );
     }
 
     #[test]
