@@ -60,6 +60,8 @@ struct Member {
 }
 
 /// What one attempt was.
+// A test's list of attempts: boxing the action would only add noise.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Create(NewJourney),
     Action(JourneyId, JourneyAction),

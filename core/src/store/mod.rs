@@ -18,6 +18,7 @@ mod accounts;
 mod connection;
 mod documents;
 mod gps_buffer;
+mod lifecycle;
 mod media;
 mod media_queue;
 pub mod migrations;
@@ -120,6 +121,8 @@ pub struct DeviceStore {
     network: Mutex<NetworkKind>,
     /// What the open found wrong in the media directory.
     media_problems: Mutex<Vec<MediaProblem>>,
+    /// Both connections are closed (see `lifecycle`); set and cleared holding both locks.
+    suspended: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for DeviceStore {
@@ -139,7 +142,7 @@ impl DeviceStore {
         let path = path.as_ref().to_path_buf();
         let mut conn = connection::open_writer(&path)?;
         let actor = ActorId::random();
-        let device_id = {
+        let (device_id, active_user) = {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing: Option<String> = tx
                 .query_row(
@@ -163,8 +166,17 @@ impl DeviceStore {
                 "INSERT INTO actors (actor, opened_at) VALUES (?1, ?2)",
                 params![actor.to_bytes(), now_ms()],
             )?;
+            let active: Option<String> = tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'active_user'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()?;
             tx.commit()?;
-            device_id
+            // An unreadable value (written by a later version) means nobody is active.
+            let active = active.and_then(|json| serde_json::from_str::<ActiveUser>(&json).ok());
+            (device_id, active)
         };
         let media_dir = options
             .media
@@ -185,12 +197,13 @@ impl DeviceStore {
                 cache: LruCache::new(capacity),
             }),
             reader: Mutex::new(reader),
-            active_user: Mutex::new(None),
+            active_user: Mutex::new(active_user),
             media_options: options.media.clone(),
             media_dir,
             network: Mutex::new(NetworkKind::Offline),
             media_problems: Mutex::new(recovery.problems),
             options,
+            suspended: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -211,7 +224,29 @@ impl DeviceStore {
     /// Sets who is acting on this device. Work already recorded keeps its author:
     /// changes carry their origin, and buffered GPS fixes are folded in their
     /// recorder's name whoever is signed in at the time.
+    ///
+    /// The choice is kept in the file, so a reopened store (the app restarted) acts
+    /// and syncs as the same user until someone else signs in or they sign out.
     pub fn set_active_user(&self, user: Option<ActiveUser>) -> Result<()> {
+        {
+            let writer = self.lock_writer()?;
+            match &user {
+                Some(active) => {
+                    let value = serde_json::to_string(active)
+                        .map_err(|e| Error::InvalidInput(format!("active user: {e}")))?;
+                    writer.conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('active_user', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [value],
+                    )?;
+                }
+                None => {
+                    writer
+                        .conn
+                        .execute("DELETE FROM meta WHERE key = 'active_user'", [])?;
+                }
+            }
+        }
         *lock(&self.active_user)? = user;
         Ok(())
     }
@@ -656,7 +691,7 @@ impl DeviceStore {
         location: LocationId,
         date: NaiveDate,
     ) -> Result<Vec<JourneySummary>> {
-        summary::list(&*lock(&self.reader)?, location, date)
+        summary::list(&*self.lock_reader()?, location, date)
     }
 
     /// A location's journeys for "today" at `now`, where today is the location's
@@ -666,7 +701,7 @@ impl DeviceStore {
         location: LocationId,
         now: DateTime<Utc>,
     ) -> Result<Vec<JourneySummary>> {
-        let reader = lock(&self.reader)?;
+        let reader = self.lock_reader()?;
         let timezone = location_timezone(&reader, location)?;
         let tz: chrono_tz::Tz = timezone
             .parse()
@@ -846,7 +881,7 @@ impl DeviceStore {
 
     /// Every journey id in the store.
     pub fn journey_ids(&self) -> Result<Vec<JourneyId>> {
-        let reader = lock(&self.reader)?;
+        let reader = self.lock_reader()?;
         let mut stmt =
             reader.prepare_cached("SELECT journey_id FROM documents ORDER BY journey_id")?;
         let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
@@ -892,7 +927,7 @@ impl DeviceStore {
 
     /// SQLite's own consistency check; `Ok` only when it answers "ok".
     pub fn integrity_check(&self) -> Result<()> {
-        let reader = lock(&self.reader)?;
+        let reader = self.lock_reader()?;
         let answer: String = reader.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
         if answer == "ok" {
             Ok(())
@@ -952,18 +987,32 @@ impl DeviceStore {
         self.active_user()?.ok_or(Error::NoActiveUser)
     }
 
+    /// The writer, unless the store is suspended (its connection is closed then).
     fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
+        let guard = self.lock_writer_even_suspended();
+        lifecycle::refuse_if_suspended(&self.suspended)?;
+        Ok(guard)
+    }
+
+    fn lock_writer_even_suspended(&self) -> MutexGuard<'_, Writer> {
         match self.writer.lock() {
-            Ok(guard) => Ok(guard),
+            Ok(guard) => guard,
             Err(poisoned) => {
                 // A panic while holding the lock may have left a cached document ahead
                 // of disk; forget the cache and carry on from what is durable.
                 let mut guard = poisoned.into_inner();
                 guard.cache.clear();
                 self.writer.clear_poison();
-                Ok(guard)
+                guard
             }
         }
+    }
+
+    /// The read connection, unless the store is suspended.
+    fn lock_reader(&self) -> Result<MutexGuard<'_, Connection>> {
+        let guard = lock(&self.reader)?;
+        lifecycle::refuse_if_suspended(&self.suspended)?;
+        Ok(guard)
     }
 }
 

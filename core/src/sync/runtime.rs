@@ -248,6 +248,24 @@ impl HttpTransport {
         Ok(tokens)
     }
 
+    /// `POST /v1/auth/sign-out`: ends the tokens' session on the server (its refresh
+    /// token too).
+    pub async fn sign_out(&self) -> Result<()> {
+        let Some(current) = self.credentials() else {
+            return Err(Error::Unauthorized("no credentials: sign in first".into()));
+        };
+        let response = self
+            .client
+            .post(format!("{}/v1/auth/sign-out", self.base_url))
+            .bearer_auth(&current.access_token)
+            .send()
+            .await
+            .map_err(|e| self.network_error(e))?;
+        let (status, retry_after) = (response.status(), retry_after(&response));
+        let body = response.bytes().await.map_err(|e| self.network_error(e))?;
+        check_status(status, retry_after, &body)
+    }
+
     async fn post_json<Q: serde::Serialize, A: serde::de::DeserializeOwned>(
         &self,
         path: &str,
@@ -414,6 +432,30 @@ impl SyncClient {
                 Ok(())
             }
         }
+    }
+
+    /// Signs the active user out: ends their session on the server if it answers (an
+    /// expired access token is refreshed once first), then forgets their tokens and
+    /// clears the active user whatever the server said. Their queued changes stay
+    /// under their name for their next sign-in. Returns whether the server confirmed;
+    /// offline, the session ends when its refresh token expires.
+    pub async fn sign_out(&self) -> Result<bool> {
+        let confirmed = match self.transport.sign_out().await {
+            Err(Error::Unauthorized(_)) if self.transport.credentials().is_some() => {
+                self.transport.refresh().await.is_ok() && self.transport.sign_out().await.is_ok()
+            }
+            answer => answer.is_ok(),
+        };
+        self.transport.set_tokens(None);
+        let store = Arc::clone(&self.store);
+        run_blocking(move || {
+            if let Some(user) = store.active_user()? {
+                store.forget_account(user.user_id)?;
+            }
+            store.set_active_user(None)
+        })
+        .await?;
+        Ok(confirmed)
     }
 
     /// The tokens in use.

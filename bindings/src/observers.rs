@@ -1,0 +1,161 @@
+//! Observers: foreign callback interfaces the app implements, each subscription held
+//! by an [`ObserverHandle`] that cancels it on `cancel()` or when dropped.
+//!
+//! Every subscription delivers the current state first, then each change. Callbacks
+//! run one at a time per subscription on the runtime's blocking pool, never on the
+//! caller's thread and never on a reactor thread, so a slow callback delays only its
+//! own subscription; a callback must not block waiting for the app's main thread.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crewsync_core::DeviceStore;
+use crewsync_core::ids::JourneyId;
+use crewsync_core::sync::runtime::SyncStatus as CoreStatus;
+use tokio::sync::watch;
+
+use crate::records::{Journey, RejectedChange, SyncStatus};
+
+/// Hears the sync status: connection, pending changes, last outcome.
+#[uniffi::export(callback_interface)]
+pub trait SyncStatusObserver: Send + Sync {
+    fn on_status(&self, status: SyncStatus);
+}
+
+/// Hears one journey: its whole current state and the local changes the server
+/// refused, after every local action, every sync that changed it, and every refusal.
+#[uniffi::export(callback_interface)]
+pub trait JourneyObserver: Send + Sync {
+    fn on_journey(&self, journey: Journey, rejected: Vec<RejectedChange>);
+}
+
+// MEDIA: an `UploadProgressObserver` (per media item: bytes sent of total, done,
+// failed with reason) and `CrewDevice::observe_uploads` go here, built like
+// `observe_sync_status`, once core's media queue exposes a progress watch.
+
+/// A subscription. Cancelled by [`cancel`](Self::cancel) or when the handle is
+/// dropped (Kotlin: `close()`/`use {}`; Swift and Python: on release). A delivery
+/// already under way when it is cancelled may still finish; none starts after.
+#[derive(uniffi::Object)]
+pub struct ObserverHandle {
+    cancelled: Arc<AtomicBool>,
+    task: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+#[uniffi::export]
+impl ObserverHandle {
+    /// Stops the subscription. Idempotent.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(task) = task {
+            task.abort();
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ObserverHandle {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// Runs `deliver` on the blocking pool unless the subscription was cancelled.
+/// Returns false once it is cancelled (or the runtime is going away).
+async fn deliver(cancelled: &Arc<AtomicBool>, call: impl FnOnce() + Send + 'static) -> bool {
+    if cancelled.load(Ordering::Acquire) {
+        return false;
+    }
+    let cancelled = Arc::clone(cancelled);
+    tokio::task::spawn_blocking(move || {
+        if !cancelled.load(Ordering::Acquire) {
+            call();
+        }
+    })
+    .await
+    .is_ok()
+}
+
+pub(crate) fn watch_sync_status(
+    runtime: &tokio::runtime::Handle,
+    mut status: watch::Receiver<CoreStatus>,
+    observer: Box<dyn SyncStatusObserver>,
+) -> Arc<ObserverHandle> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let observer: Arc<dyn SyncStatusObserver> = Arc::from(observer);
+    let flag = Arc::clone(&cancelled);
+    let task = runtime.spawn(async move {
+        loop {
+            let current: SyncStatus = status.borrow_and_update().clone().into();
+            let observer = Arc::clone(&observer);
+            if !deliver(&flag, move || observer.on_status(current)).await {
+                return;
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    handle(cancelled, task.abort_handle())
+}
+
+pub(crate) fn watch_journey(
+    runtime: &tokio::runtime::Handle,
+    store: Arc<DeviceStore>,
+    journey: JourneyId,
+    mut local_writes: watch::Receiver<u64>,
+    mut status: watch::Receiver<CoreStatus>,
+    observer: Box<dyn JourneyObserver>,
+) -> Arc<ObserverHandle> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let observer: Arc<dyn JourneyObserver> = Arc::from(observer);
+    let flag = Arc::clone(&cancelled);
+    let task = runtime.spawn(async move {
+        let mut last: Option<(Journey, Vec<RejectedChange>)> = None;
+        loop {
+            local_writes.borrow_and_update();
+            status.borrow_and_update();
+            let store = Arc::clone(&store);
+            let read = tokio::task::spawn_blocking(move || {
+                let view: Journey = store.journey(journey)?.into();
+                let rejected: Vec<RejectedChange> = store
+                    .rejected_changes(journey)?
+                    .into_iter()
+                    .map(Into::into)
+                    .collect();
+                Ok::<_, crewsync_core::Error>((view, rejected))
+            })
+            .await;
+            match read {
+                // Unchanged, unknown yet (it may arrive with a sync), or the store is
+                // suspended: nothing to say until the next change.
+                Ok(Ok(now)) if last.as_ref() != Some(&now) => {
+                    last = Some(now.clone());
+                    let observer = Arc::clone(&observer);
+                    let (view, rejected) = now;
+                    if !deliver(&flag, move || observer.on_journey(view, rejected)).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            tokio::select! {
+                changed = local_writes.changed() => if changed.is_err() { return },
+                changed = status.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    handle(cancelled, task.abort_handle())
+}
+
+fn handle(cancelled: Arc<AtomicBool>, task: tokio::task::AbortHandle) -> Arc<ObserverHandle> {
+    Arc::new(ObserverHandle {
+        cancelled,
+        task: Mutex::new(Some(task)),
+    })
+}

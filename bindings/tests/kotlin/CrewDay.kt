@@ -1,0 +1,343 @@
+// A crew's day through the generated Kotlin bindings, against a real crewsync-server
+// on 127.0.0.1 that this program starts, stops (to go offline) and restarts.
+// Prints "N passed, N failed"; exits 1 on any failure.
+
+import crewsync.*
+import crewsync.demo.JourneyState
+import crewsync.demo.TodayState
+import crewsync.demo.syncLine
+import kotlinx.coroutines.runBlocking
+import java.io.File
+import java.net.ServerSocket
+import java.net.URI
+import java.net.http.HttpClient
+import java.net.http.HttpRequest
+import java.net.http.HttpResponse
+import java.nio.file.Files
+import java.time.LocalDate
+import java.time.ZoneOffset
+import java.util.UUID
+import java.util.concurrent.CopyOnWriteArrayList
+
+const val PASSWORD = "crewsync-demo"
+
+var passed = 0
+var failed = 0
+
+fun verify(what: String, ok: Boolean, detail: () -> String = { "" }) {
+    if (ok) {
+        passed++
+        println("ok   $what")
+    } else {
+        failed++
+        println("FAIL $what ${detail()}")
+    }
+}
+
+/** Runs [block] expecting the error class [T]. */
+inline fun <reified T : CrewsyncException> expectError(what: String, block: () -> Unit) {
+    try {
+        block()
+        verify(what, false) { "no error" }
+    } catch (e: CrewsyncException) {
+        verify(what, e is T) { "got ${e::class.simpleName}: ${e.message}" }
+    }
+}
+
+/** Polls [condition] (bounded: 400 × 25 ms). */
+fun eventually(what: String, condition: () -> Boolean) {
+    repeat(400) {
+        if (condition()) {
+            verify(what, true)
+            return
+        }
+        Thread.sleep(25)
+    }
+    verify(what, false) { "never happened" }
+}
+
+fun freePort(): Int = ServerSocket(0).use { it.localPort }
+
+fun today(): String = LocalDate.now(ZoneOffset.UTC).toString()
+
+fun gps(i: Int) = GpsPoint(43.25 + i * 0.001, -79.87, 5.0f, System.currentTimeMillis() + i)
+
+/** A crewsync-server process on a fixed port and data directory, restartable. */
+class Server(private val binary: String) {
+    val port = freePort()
+    val url = "http://127.0.0.1:$port"
+    private val data: File = Files.createTempDirectory("crewsync-kt-server-").toFile()
+    private var process: Process? = null
+
+    fun start() {
+        process = ProcessBuilder(
+            binary, "--listen", "127.0.0.1:$port", "--data-dir", data.path,
+            "--sign-in-limit-per-account", "10000/min", "--sign-in-limit-per-device", "10000/min",
+        ).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.appendTo(File(data, "server.log"))).start()
+        repeat(600) {
+            check(process!!.isAlive) { "server exited; see ${data.path}/server.log" }
+            if (runCatching { Http.get("$url/health", null).first == 200 }.getOrDefault(false)) return
+            Thread.sleep(50)
+        }
+        error("server never became healthy")
+    }
+
+    fun stop() {
+        process?.let {
+            it.destroy()
+            it.waitFor()
+        }
+        process = null
+    }
+
+    fun remove() = data.deleteRecursively()
+}
+
+object Http {
+    private val client = HttpClient.newHttpClient()
+
+    fun get(url: String, token: String?) = send("GET", url, token, null)
+
+    fun send(method: String, url: String, token: String?, json: String?): Pair<Int, String> {
+        val builder = HttpRequest.newBuilder(URI(url))
+            .method(method, json?.let { HttpRequest.BodyPublishers.ofString(it) } ?: HttpRequest.BodyPublishers.noBody())
+        if (json != null) builder.header("content-type", "application/json")
+        if (token != null) builder.header("authorization", "Bearer $token")
+        val answer = client.send(builder.build(), HttpResponse.BodyHandlers.ofString())
+        return answer.statusCode() to answer.body()
+    }
+
+    /** The first string value of [field] in a JSON text (enough for ids and tokens). */
+    fun field(json: String, field: String): String =
+        Regex("\"$field\":\"([^\"]*)\"").find(json)?.groupValues?.get(1) ?: error("no $field in $json")
+}
+
+/** The office, through the server's HTTP API. */
+class Dispatcher(private val url: String) {
+    private val token: String
+    val locationId: String
+
+    init {
+        val (status, body) = Http.send(
+            "POST", "$url/v1/auth/sign-in", null,
+            """{"email":"dispatcher@lgm.example","password":"$PASSWORD","device_id":"${UUID.randomUUID()}"}""",
+        )
+        require(status == 200) { body }
+        token = Http.field(body, "access_token")
+        locationId = Http.field(body, "location_id")
+    }
+
+    fun newJourney(vararg crew: String): String {
+        val (status, body) = Http.send(
+            "POST", "$url/v1/journeys", token,
+            """{"date":"${today()}","location_id":"$locationId","truck_number":"T-7"}""",
+        )
+        require(status == 200 || status == 201) { body }
+        val id = Http.field(body, "id")
+        crew.forEach { user ->
+            val (s, b) = Http.send("POST", "$url/v1/journeys/$id/crew", token, """{"user_id":"$user"}""")
+            require(s == 200) { b }
+        }
+        return id
+    }
+}
+
+class StatusLog : SyncStatusObserver {
+    val seen = CopyOnWriteArrayList<SyncStatus>()
+    override fun onStatus(status: SyncStatus) {
+        seen.add(status)
+    }
+}
+
+class JourneyLog : JourneyObserver {
+    val seen = CopyOnWriteArrayList<Journey>()
+    override fun onJourney(journey: Journey, rejected: List<RejectedChange>) {
+        seen.add(journey)
+    }
+}
+
+fun main() {
+    val server = Server(System.getenv("CREWSYNC_SERVER_BIN") ?: error("CREWSYNC_SERVER_BIN is not set"))
+    val dir = Files.createTempDirectory("crewsync-kt-devices-").toFile()
+    server.start()
+    try {
+        crewDay(server, dir)
+    } catch (e: Throwable) {
+        verify("the day ran to the end", false) { e.stackTraceToString() }
+    } finally {
+        server.stop()
+        server.remove()
+        dir.deleteRecursively()
+    }
+    println("$passed passed, $failed failed")
+    System.exit(if (failed == 0 && passed > 0) 0 else 1)
+}
+
+fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
+    verify("the library answers", coreVersion().isNotEmpty())
+    val dispatcher = Dispatcher(server.url)
+
+    // Morning: sign in, list today's journeys.
+    val driver = CrewDevice.open(File(dir, "driver.sqlite").path, server.url)
+    val mover = CrewDevice.open(File(dir, "mover.sqlite").path, server.url)
+    val driverUser = driver.signIn("driver@lgm.example", PASSWORD)
+    val moverUser = mover.signIn("mover@lgm.example", PASSWORD)
+    verify("the driver signs in as a DRIVER", driverUser.role == Role.DRIVER)
+    verify("the signed-in user is remembered", driver.signedInUser()?.userId == driverUser.userId)
+    val journey = dispatcher.newJourney(driverUser.userId, moverUser.userId)
+
+    val status = StatusLog()
+    val statusHandle = driver.observeSyncStatus(status)
+    eventually("the status observer gets the current state first") { status.seen.isNotEmpty() }
+    verify("a fresh device has never synced", status.seen.first().lastSuccessMs == null)
+
+    driver.syncNow()
+    mover.syncNow()
+    verify(
+        "today's journeys list the new journey",
+        driver.listJourneys(dispatcher.locationId, today()).any { it.id == journey },
+    )
+    driver.upsertLocation(Location(dispatcher.locationId, driverUser.tenantId, "Home", "Etc/UTC"))
+    verify(
+        "today in the location's timezone lists it too",
+        driver.listJourneysToday(dispatcher.locationId).any { it.id == journey },
+    )
+    eventually("the status observer hears the sync succeed") { status.seen.any { it.lastSuccessMs != null } }
+
+    val moverView = JourneyLog()
+    val moverHandle = mover.observeJourney(journey, moverView)
+    eventually("the journey observer gets the current journey first") { moverView.seen.isNotEmpty() }
+
+    // The day's work, online.
+    driver.startStep(journey, 1u)
+    val checklist = driver.addChecklist(journey, 1u, "Truck check", listOf("tires", "straps"))
+    val tires = driver.journey(journey).steps[0].activities.first { it.id == checklist }.checklist.first { it.label == "tires" }.key
+    driver.setChecklistItem(journey, 1u, checklist, tires, true)
+    driver.completeStep(journey, 1u)
+    driver.advanceStage(journey, Stage.EN_ROUTE)
+    driver.addNote(journey, "Left the depot")
+    repeat(4) { driver.recordGpsPoint(journey, gps(it)) }
+    driver.addGpsPoints(journey, listOf(gps(10), gps(11)))
+    driver.flushGps(journey)
+    val read = driver.journey(journey)
+    verify("the journey reads back its stage", read.stage == Stage.EN_ROUTE)
+    verify("step 1 is completed", read.steps[0].status == StepStatus.COMPLETED)
+    verify("the checklist item is ticked", read.steps[0].activities.first { it.id == checklist }.checklist.first { it.key == tires }.checked)
+    verify("the GPS fixes are in the journey", read.gpsPointCount == 6uL)
+    driver.syncNow()
+    verify("everything is acknowledged", driver.pendingChanges() == 0uL)
+
+    // Offline: the server goes away; the crew keeps capturing.
+    server.stop()
+    driver.advanceStage(journey, Stage.ONSITE)
+    driver.addNote(journey, "Written offline")
+    driver.addEntry(journey, NewEntry(EntryKind.NOTE, "SC", "Scratched table", gps(20), null, 2u, null))
+    repeat(3) { driver.recordGpsPoint(journey, gps(30 + it)) }
+    driver.flushGps(journey)
+    expectError<CrewsyncException.Network>("sync offline is a Network error") { runBlocking { driver.syncNow() } }
+    verify("offline work is queued", driver.pendingChanges() > 0uL)
+    eventually("the status observer hears the failure") { status.seen.any { it.lastError != null } }
+
+    // Reconnect.
+    server.start()
+    driver.syncNow()
+    verify("after reconnecting nothing is pending", driver.pendingChanges() == 0uL)
+    mover.syncNow()
+    val seenByMover = mover.journey(journey)
+    verify("the second device sees the offline stage", seenByMover.stage == Stage.ONSITE)
+    verify(
+        "the second device sees every note",
+        seenByMover.notes.map { it.text }.containsAll(listOf("Left the depot", "Written offline")),
+    )
+    verify("the second device sees the entry", seenByMover.entries.any { it.text == "Scratched table" && it.tag == "SC" })
+    verify("the second device sees every GPS fix", seenByMover.gpsPointCount == 9uL)
+    eventually("the mover's observer hears the offline note") {
+        moverView.seen.any { j -> j.notes.any { it.text == "Written offline" } }
+    }
+
+    // The Android demo's state holders (android-demo/shared) over the same device.
+    val today = TodayState(driver, dispatcher.locationId)
+    eventually("the demo's today list shows the journey") { today.journeys.value.any { it.id == journey } }
+    verify("the demo's sync line says synced", today.line == "synced") { today.line }
+    verify("the sync line counts pending work", syncLine(driver.syncStatus().copy(pendingChanges = 12uL, lastSuccessMs = 1L)) == "12 pending")
+    val screen = JourneyState(driver, journey)
+    eventually("the demo's journey screen shows the journey") { screen.journey.value?.id == journey }
+    screen.addNote("Through the demo's state holder")
+    eventually("the journey screen updates after its own action") {
+        screen.journey.value?.notes?.any { it.text == "Through the demo's state holder" } == true
+    }
+    screen.close()
+    today.close()
+
+    // A cancelled observer hears nothing more; a kept one (the control) does.
+    val cancelled = JourneyLog()
+    val kept = JourneyLog()
+    val cancelledHandle = driver.observeJourney(journey, cancelled)
+    val keptHandle = driver.observeJourney(journey, kept)
+    eventually("both observers get the current journey") { cancelled.seen.size == 1 && kept.seen.size == 1 }
+    cancelledHandle.cancel()
+    driver.addNote(journey, "After the cancel")
+    eventually("the kept observer hears the note") { kept.seen.size == 2 }
+    driver.addNote(journey, "Second after the cancel")
+    eventually("the kept observer hears the second note") { kept.seen.size == 3 }
+    verify("the cancelled observer heard nothing more", cancelled.seen.size == 1)
+    keptHandle.close()
+    moverHandle.close()
+
+    // Every error variant.
+    val stranger = CrewDevice.open(File(dir, "stranger.sqlite").path, server.url)
+    expectError<CrewsyncException.Auth>("a wrong password is Auth") {
+        runBlocking { stranger.signIn("driver@lgm.example", "wrong") }
+    }
+    expectError<CrewsyncException.Auth>("acting signed out is Auth") { stranger.addNote(journey, "x") }
+    expectError<CrewsyncException.InvalidInput>("a malformed id is InvalidInput") { driver.journey("nope") }
+    expectError<CrewsyncException.InvalidInput>("a stage moving back is InvalidInput") {
+        driver.advanceStage(journey, Stage.EN_ROUTE)
+    }
+    expectError<CrewsyncException.NotAllowed>("a driver assigning crew is NotAllowed") {
+        driver.assignCrew(journey, moverUser.userId, Role.MOVER)
+    }
+    stranger.shutdown()
+    expectError<CrewsyncException.Other>("a closed device is Other") { stranger.journeyIds() }
+    val fullDir = System.getenv("CREWSYNC_FULL_DIR")
+    if (fullDir == null) {
+        println("skip a full disk is StorageFull (no small disk: run through with-small-disk)")
+    } else {
+        val full = CrewDevice.open(File(fullDir, "full.sqlite").path, "http://127.0.0.1:1")
+        expectError<CrewsyncException.StorageFull>("a full disk is StorageFull") {
+            for (i in 0 until 5_000) {
+                full.upsertLocation(
+                    Location("0192f1c4-0000-7000-8000-%012d".format(i), driverUser.tenantId, "x".repeat(20_000), "Etc/UTC"),
+                )
+            }
+        }
+        // Closing checkpoints the WAL, which needs room too.
+        expectError<CrewsyncException.StorageFull>("shutdown on a full disk is StorageFull") { full.shutdown() }
+    }
+
+    // Backgrounding: suspend lets go of the file, resume carries on.
+    driver.startBackgroundSync(60_000uL)
+    driver.suspend()
+    verify("the device says it is suspended", driver.isSuspended())
+    expectError<CrewsyncException.Other>("a suspended store refuses work") { driver.addNote(journey, "x") }
+    driver.resume()
+    driver.addNote(journey, "After resuming")
+    eventually("background sync pushes the note after resuming") { driver.pendingChanges() == 0uL }
+    driver.stopBackgroundSync()
+
+    // Network hint.
+    driver.setNetworkType(NetworkType.OFFLINE)
+    verify("the network hint is kept", driver.networkType() == NetworkType.OFFLINE)
+    verify("offline pauses background sync", driver.syncStatus().paused)
+    driver.setNetworkType(NetworkType.WIFI)
+    verify("back online resumes it", !driver.syncStatus().paused)
+
+    // Evening: sign out.
+    verify("sign-out is confirmed by the server", driver.signOut())
+    verify("nobody is signed in after sign-out", driver.signedInUser() == null)
+    expectError<CrewsyncException.Auth>("syncing signed out is Auth") { runBlocking { driver.syncNow() } }
+
+    statusHandle.close()
+    driver.shutdown()
+    mover.shutdown()
+}
