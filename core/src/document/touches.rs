@@ -34,9 +34,21 @@ const IDENTITY_KEYS: [&str; 7] = [
 /// `before` empty means the journey did not exist yet.
 pub fn touches_between(doc: &Automerge, before: &[ChangeHash], after: &[ChangeHash]) -> Vec<Touch> {
     let patches = doc.diff(before, after);
-    // Objects made by these changes: writes inside them fill in something new
-    // (an entry's fields), they do not rewrite something that existed.
-    let created: HashSet<ObjId> = patches
+    let created = created_objects(&patches);
+    let scope = Scope {
+        doc,
+        before,
+        creating: before.is_empty(),
+        created: &created,
+    };
+    let touches: BTreeSet<Touch> = patches.iter().map(|patch| scope.classify(patch)).collect();
+    touches.into_iter().collect()
+}
+
+/// Objects the patches create: writes inside them fill in something new (an
+/// entry's fields); they do not rewrite something that existed.
+fn created_objects(patches: &[Patch]) -> HashSet<ObjId> {
+    patches
         .iter()
         .filter_map(|patch| match &patch.action {
             PatchAction::PutMap {
@@ -49,15 +61,7 @@ pub fn touches_between(doc: &Automerge, before: &[ChangeHash], after: &[ChangeHa
             } => Some(id.clone()),
             _ => None,
         })
-        .collect();
-    let scope = Scope {
-        doc,
-        before,
-        creating: before.is_empty(),
-        created: &created,
-    };
-    let touches: BTreeSet<Touch> = patches.iter().map(|patch| scope.classify(patch)).collect();
-    touches.into_iter().collect()
+        .collect()
 }
 
 /// One field a change wrote: its path from the root and what it did.
@@ -77,20 +81,7 @@ pub fn writes_between(
     after: &[ChangeHash],
 ) -> Vec<FieldWrite> {
     let patches = doc.diff(before, after);
-    let created: HashSet<ObjId> = patches
-        .iter()
-        .filter_map(|patch| match &patch.action {
-            PatchAction::PutMap {
-                value: (Value::Object(_), id),
-                ..
-            }
-            | PatchAction::PutSeq {
-                value: (Value::Object(_), id),
-                ..
-            } => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
+    let created = created_objects(&patches);
     let writes: BTreeSet<FieldWrite> = patches
         .iter()
         .filter(|patch| !created.contains(&patch.obj))
