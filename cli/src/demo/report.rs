@@ -75,7 +75,7 @@ pub async fn check_media(day: &Day) -> Result<Vec<JourneyMedia>, DemoError> {
         }
         for (device, files) in by_device(&delivered) {
             let order: Vec<&str> = files.iter().map(|d| lane(&d.kind)).collect();
-            if order.windows(2).any(|w| rank(w[0]) > rank(w[1])) {
+            if out_of_order(&order) {
                 report.problems.push(format!(
                     "{} stored {} out of order",
                     names.get(&device).map_or(device.as_str(), String::as_str),
@@ -120,6 +120,11 @@ fn rank(lane: &str) -> u8 {
         "thumbnail" => 1,
         _ => 2,
     }
+}
+
+/// Whether a file of a later lane was stored before one of an earlier lane.
+fn out_of_order(order: &[&str]) -> bool {
+    order.windows(2).any(|w| rank(w[0]) > rank(w[1]))
 }
 
 /// "signature", "thumbnail", "thumbnail" → ["1 signature", "2 thumbnails"].
@@ -214,5 +219,33 @@ pub fn print(day: &Day, media: &[JourneyMedia], url: &str) -> Result<(), DemoErr
             println!("FAILED      {failure}");
         }
         Err(DemoError::Failed(failures.join("; ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_queue_order_is_checked_lane_by_lane() {
+        assert!(!out_of_order(&[
+            "signature",
+            "thumbnail",
+            "thumbnail",
+            "original"
+        ]));
+        assert!(!out_of_order(&["thumbnail", "original", "original"]));
+        // Controls: each way of breaking the order is caught.
+        assert!(out_of_order(&["original", "signature"]));
+        assert!(out_of_order(&["thumbnail", "signature", "original"]));
+        assert!(out_of_order(&["signature", "original", "thumbnail"]));
+    }
+
+    #[test]
+    fn runs_count_consecutive_lanes() {
+        assert_eq!(
+            runs(&["signature", "thumbnail", "thumbnail", "original"]),
+            ["1 signature", "2 thumbnails", "1 original"]
+        );
     }
 }
