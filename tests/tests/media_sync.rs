@@ -24,7 +24,8 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use crewsync_core::ids::{DeviceId, JourneyId, LocationId, MediaId};
-use crewsync_core::media::queue::UploadKind;
+use crewsync_core::media::MediaOptions;
+use crewsync_core::media::queue::{ItemState, UploadKind};
 use crewsync_core::media::{NetworkKind, SignatureCapture, Stroke, StrokePoint};
 use crewsync_core::model::{MediaRef, Role, SignerRole, Timestamp};
 use crewsync_core::store::{CaptureInfo, MediaSource};
@@ -179,9 +180,13 @@ struct Device {
 
 impl World {
     async fn device(&self) -> Device {
+        self.device_with(StoreOptions::default()).await
+    }
+
+    async fn device_with(&self, options: StoreOptions) -> Device {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.sqlite");
-        let store = DeviceStore::open(&path, StoreOptions::default()).unwrap();
+        let store = DeviceStore::open(&path, options).unwrap();
         store
             .upsert_location(&self.tenant.device_location())
             .unwrap();
@@ -692,4 +697,99 @@ async fn the_dispatcher_sees_pending_media_bytes_go_down_through_sync() {
     // A sync reports it.
     device.sync.sync_now().await.unwrap();
     assert_eq!(w.dispatcher_sees_pending(device.store.device_id()).await, 0);
+}
+
+/// A file the server refuses (its bytes no longer match the hash its entry names)
+/// is counted and, after its last attempt, set aside with the reason while the
+/// rest go on; an item whose entry the server does not hold yet waits for a later
+/// round without an attempt counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_file_is_set_aside_and_an_unsynced_entry_waits_without_counting() {
+    let w = world(256 * 1024).await;
+    let device = w
+        .device_with(StoreOptions {
+            media: MediaOptions {
+                max_attempts: 1,
+                ..MediaOptions::default()
+            },
+            ..StoreOptions::default()
+        })
+        .await;
+    let (photos, _signed) = capture_offline(&device, w.journey, 1, 10);
+    let original = device
+        .store
+        .upload_queue()
+        .unwrap()
+        .into_iter()
+        .find(|i| i.kind == UploadKind::Photo)
+        .unwrap();
+    // Same size, other bytes: only the server's whole-file check can tell.
+    let mut bytes = std::fs::read(&original.path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xFF;
+    std::fs::write(&original.path, &bytes).unwrap();
+
+    device.store.set_network(NetworkKind::Wifi).unwrap();
+    let outcome = device.sync.sync_now().await.unwrap();
+    assert_eq!(
+        (
+            outcome.media.uploaded,
+            outcome.media.failed,
+            outcome.media.set_aside
+        ),
+        (2, 1, 1),
+        "signature and thumbnail went, the original was refused: {outcome:?}"
+    );
+    let item = device.store.upload_item(&original.item_id).unwrap();
+    assert_eq!(item.state, ItemState::SetAside);
+    assert!(
+        item.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("digest")),
+        "{item:?}"
+    );
+    assert_eq!(outcome.media.progress.set_aside_items, 1);
+    assert!(
+        !w.stored(photos[0].id, UploadKind::Thumbnail)
+            .await
+            .is_empty()
+    );
+
+    // An entry the server has not got (its change still unsent, the queue row
+    // made to forget it): 409 entry_not_synced, no attempt counted.
+    let j = w.journey;
+    let late = device
+        .store
+        .capture_photo(
+            j,
+            MediaSource::Bytes(photo(&mut StdRng::seed_from_u64(1), 300, 200)),
+            CaptureInfo::default(),
+        )
+        .unwrap();
+    rusqlite::Connection::open(&device.path)
+        .unwrap()
+        .execute(
+            "UPDATE media_queue SET change_hash = NULL WHERE media_id = ?1",
+            [late.id.to_string()],
+        )
+        .unwrap();
+    let waited = device.sync.upload_media().await.unwrap();
+    assert_eq!(
+        (waited.uploaded, waited.waiting_for_entry, waited.failed),
+        (0, 2, 0),
+        "{waited:?}"
+    );
+    assert!(
+        device
+            .store
+            .upload_queue()
+            .unwrap()
+            .iter()
+            .filter(|i| i.media_id == late.id)
+            .all(|i| i.attempts == 0 && i.state == ItemState::Pending),
+        "nothing counted"
+    );
+    // The next sync sends the entry, then its bytes.
+    let outcome = device.sync.sync_now().await.unwrap();
+    assert_eq!(outcome.media.uploaded, 2, "{outcome:?}");
 }

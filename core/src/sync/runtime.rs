@@ -676,7 +676,11 @@ impl SyncClient {
                     Err(e) => Attempt::Stop(e),
                 };
             }
-            tried.push(item.item_id.clone());
+            if !matches!(attempt, Attempt::Done(_)) {
+                // Done items leave the pending set by themselves; the rest must not
+                // come back in this round (backoff may be zero).
+                tried.push(item.item_id.clone());
+            }
             match attempt {
                 Attempt::Done(done) => {
                     let id = item.item_id.clone();
