@@ -51,9 +51,25 @@ pub fn time(ms: Option<i64>) -> String {
         )
 }
 
-/// A UUID or hash shortened for a table (the JSON output has it whole).
+/// A UUID or hash shortened for a table (the JSON output has it whole): its last
+/// eight characters, because UUIDv7s made in the same minute share their first ones.
 pub fn short(id: &str) -> String {
-    id.chars().take(8).collect()
+    let tail: Vec<char> = id.chars().rev().take(8).collect();
+    tail.into_iter().rev().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_ids_of_one_minute_still_differ() {
+        let a = "01a2109c-3032-7298-a0da-f89c9c0879b2";
+        let b = "01a2109c-3032-7298-a0da-1e2f3a4b5c6d";
+        assert_eq!(short(a), "9c0879b2");
+        assert_ne!(short(a), short(b));
+        assert_eq!(short("abc"), "abc");
+    }
 }
 
 /// A JSON value for a table cell (strings unquoted, long ones cut).

@@ -534,6 +534,14 @@ fn table() -> Vec<Route> {
             build: build!(|w, ids| plain(format!("/v1/journeys/{}/quarantine", w.journey(ids)))),
         },
         Route {
+            method: "get",
+            path: "/v1/journeys/{journey}/media",
+            public: false,
+            expect: all(200),
+            other: Some(404),
+            build: build!(|w, ids| plain(format!("/v1/journeys/{}/media", w.journey(ids)))),
+        },
+        Route {
             method: "post",
             path: "/v1/journeys/{journey}/crew",
             public: false,

@@ -54,7 +54,7 @@ pub struct Captured {
 pub struct LinkReport {
     pub connections: u64,
     pub faulted: u64,
-    pub drops: u32,
+    pub drops: u64,
 }
 
 fn step(n: u8) -> Result<StepNumber, DemoError> {
@@ -251,8 +251,12 @@ pub async fn play(root: &Path, server: &str, seed_value: u64) -> Result<Day, Dem
     }
     for (name, c) in &captured {
         println!(
-            "offline     {name:<12} {:>3} changes, {} photos, {} signatures, {} GPS points — all on the tablet",
-            c.changes, c.photos, c.signatures, c.gps
+            "offline     {name:<12} {:>3} changes, {} photos, {} signature{}, {} GPS points — all on the tablet",
+            c.changes,
+            c.photos,
+            c.signatures,
+            if c.signatures == 1 { "" } else { "s" },
+            c.gps
         );
     }
     println!(
@@ -284,7 +288,8 @@ pub async fn play(root: &Path, server: &str, seed_value: u64) -> Result<Day, Dem
         crew.sync =
             SyncClient::with_config(Arc::clone(&crew.store), &proxy.url(), device::config())?;
     }
-    let drops = flap(Arc::clone(&proxy));
+    let drops = Arc::new(AtomicU64::new(0));
+    let flapping = flap(Arc::clone(&proxy), Arc::clone(&drops));
     let settled = {
         let mut first = settle_all(&crews, Some("pushing")).await?;
         settle_all(std::slice::from_ref(&office_app), None).await?;
@@ -298,11 +303,12 @@ pub async fn play(root: &Path, server: &str, seed_value: u64) -> Result<Day, Dem
         }
         first
     };
-    drops.abort();
+    flapping.abort();
+    proxy.set(Link::Up);
     let link = LinkReport {
         connections: proxy.stat(|s| &s.connections),
         faulted: proxy.stat(|s| &s.faulted),
-        drops: drops.await.unwrap_or(0),
+        drops: drops.load(Ordering::Relaxed),
     };
     timings.push(("reconnect", reconnect.elapsed()));
     Ok(Day {
@@ -320,20 +326,18 @@ pub async fn play(root: &Path, server: &str, seed_value: u64) -> Result<Day, Dem
     })
 }
 
-/// Drops the link for a moment every two seconds (an elevator, a tunnel) until
-/// aborted; returns how often.
-fn flap(proxy: Arc<Proxy>) -> tokio::task::JoinHandle<u32> {
-    let drops = Arc::new(AtomicU64::new(0));
+/// Drops the link for a moment every half second (an elevator, a tunnel) until
+/// aborted, counting the drops in `drops`.
+fn flap(proxy: Arc<Proxy>, drops: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // Bounded: the settle loops end long before.
-        for _ in 0..600u32 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+        for _ in 0..2_400u32 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
             proxy.set(Link::Down);
             drops.fetch_add(1, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
             proxy.set(Link::Up);
         }
-        u32::try_from(drops.load(Ordering::Relaxed)).unwrap_or(u32::MAX)
     })
 }
 

@@ -357,6 +357,25 @@ pub async fn original(db: &Db, tenant: &str, media: Uuid) -> Result<Option<Media
     .map_err(err("read media"))
 }
 
+/// Every stored row of a journey (originals and device thumbnails), in the order
+/// the server confirmed them.
+pub async fn journey_media(
+    db: &Db,
+    tenant: &str,
+    journey: Uuid,
+) -> Result<Vec<MediaRow>, MediaError> {
+    let sql = format!(
+        "SELECT {MEDIA_COLUMNS} FROM media WHERE tenant = $1 AND journey_id = $2
+         ORDER BY created_at, media_id, kind"
+    );
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(AssertSqlSafe(sql))
+        .bind(tenant)
+        .bind(journey)
+        .fetch_all(pool)
+        .await)
+    .map_err(err("list a journey's media"))
+}
+
 /// Tombstones every row of a media id (original and device thumbnail); `false`
 /// if it already was (or does not exist).
 pub async fn tombstone(

@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<Services> {
         .routes(routes!(get_media, delete_media))
         .routes(routes!(get_thumbnail))
         .routes(routes!(legal_hold))
+        .routes(routes!(journey_media))
 }
 
 /// `PUT /v1/journeys/{journey}/legal-hold`.
@@ -383,4 +384,75 @@ async fn legal_hold(
         journey_id: journey,
         hold: body.hold,
     }))
+}
+
+/// A file the server holds for a journey, as `GET /v1/journeys/{journey}/media`
+/// lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StoredMedia {
+    pub media_id: Uuid,
+    /// `photo`, `video`, `signature`, or `thumbnail` (the device's, of `media_id`).
+    pub kind: String,
+    pub content_type: String,
+    pub size: i64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub user_id: Uuid,
+    pub device_id: Uuid,
+    /// When the server confirmed the whole file (ms since the epoch, server clock).
+    pub stored_at: i64,
+    /// Tombstoned by an ADMIN (listed to ADMINs only).
+    pub deleted: bool,
+    /// The original was purged past retention.
+    pub purged: bool,
+}
+
+/// The files the server holds for a journey, in the order it confirmed them: what
+/// a dispatcher checks has arrived (and in which order each device sent it).
+#[utoipa::path(get, path = "/v1/journeys/{journey}/media", tag = "media",
+    params(("journey" = String, Path, description = "journey id")),
+    responses(
+        (status = 200, body = [StoredMedia]),
+        (status = 404, description = "Unknown, another tenant's, or outside the caller's scope", body = MediaErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn journey_media(
+    State(services): State<Services>,
+    principal: Principal,
+    Path(journey): Path<JourneyId>,
+) -> Result<Json<Vec<StoredMedia>>, MediaError> {
+    in_scope(
+        &services,
+        &principal,
+        journey,
+        &format!("journey {journey}"),
+    )
+    .await?;
+    let rows = db::journey_media(
+        &services.media.db,
+        &principal.tenant_key(),
+        journey.as_uuid(),
+    )
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .filter(|row| row.deleted_at.is_none() || principal.role == Role::Admin)
+            .map(|row| StoredMedia {
+                media_id: row.media_id,
+                kind: row.kind,
+                content_type: row.content_type,
+                size: row.size,
+                sha256: row.sha256,
+                width: row.width,
+                height: row.height,
+                user_id: row.user_id,
+                device_id: row.device_id,
+                stored_at: row.created_at,
+                deleted: row.deleted_at.is_some(),
+                purged: row.purged_at.is_some(),
+            })
+            .collect(),
+    ))
 }
