@@ -586,3 +586,18 @@ impl From<CoreRejected> for RejectedChange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crewsync_core::media::queue::allowed_on;
+
+    #[test]
+    fn an_unknown_network_uploads_small_items_and_keeps_wifi_only_ones_waiting() {
+        let unknown: NetworkKind = NetworkType::Unknown.into();
+        assert!(allowed_on(unknown, false));
+        assert!(!allowed_on(unknown, true));
+        assert!(!allowed_on(NetworkType::Offline.into(), false));
+        assert!(allowed_on(NetworkType::Wifi.into(), true));
+    }
+}
