@@ -37,8 +37,9 @@ enum BackgroundUpload {
 
     /// One background window: resume, sync and upload, suspend. Cancelling the task
     /// (iOS ends the window) cancels the wait; crewsync finishes the write in progress.
+    @MainActor
     static func run(session: CrewSession) async {
-        let device = await session.device
+        let device = session.device
         do {
             try await device.resume()
             _ = try await device.syncNow()
