@@ -112,10 +112,22 @@ enum Command {
     },
     /// Runs a crew day on three devices (two crews and a dispatcher), offline edits
     /// and all, merges them and shows what converged and which fields conflicted.
+    /// A whole crew day against a real server: tablets offline, the office editing,
+    /// a lossy reconnect; prints what converged, the conflicts and the media.
     Demo {
-        /// Where the device stores go (default: a temporary directory, removed after).
+        /// Where the server's store and the tablets' stores go (default: a temporary
+        /// directory, removed after).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Keep the server running after the day (until Ctrl-C) to look around.
+        #[arg(long)]
+        serve: bool,
+        /// Where the server listens; port 0 picks a free one.
+        #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+        listen: std::net::SocketAddr,
+        /// Seeds the lossy link's faults (the same seed, the same faults).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
 }
 
@@ -221,6 +233,17 @@ fn run(command: Command, out: Output) -> Result<(), CliError> {
             commands::audit::verify(server, journey, head_file.as_deref(), out)
         }
         Command::Inspect { from, journey } => commands::inspect::run(&from.open()?, journey, out),
-        Command::Demo { dir } => demo::run(dir).map_err(|e| CliError::Other(e.to_string())),
+        Command::Demo {
+            dir,
+            serve,
+            listen,
+            seed,
+        } => demo::run(demo::DemoOptions {
+            dir,
+            serve,
+            listen,
+            seed,
+        })
+        .map_err(CliError::from),
     }
 }

@@ -16,7 +16,7 @@ use crewsync_core::media::{
     Format, MediaOptions, SignatureCapture, SignatureRefusal, Stroke, StrokePoint, UploadKind,
 };
 use crewsync_core::model::{
-    EntryKind, GpsPoint, MediaKind, Role, SignerRole, StepNumber, Timestamp,
+    EntryKind, GpsPoint, MediaKind, MediaRef, Role, SignerRole, StepNumber, Timestamp,
 };
 use crewsync_core::store::{CaptureInfo, MediaSource};
 use crewsync_core::{DeviceStore, Error, StoreOptions};
@@ -493,4 +493,42 @@ fn two_concurrent_signatures_both_survive_a_merge() {
             .collect();
         assert!(docs.contains(&"01".repeat(32)) && docs.contains(&"02".repeat(32)));
     }
+}
+
+/// A phone held upright writes its pixels sideways with EXIF Orientation 6: the
+/// thumbnail is turned upright (sides swapped), the original kept byte for byte.
+/// Control: the same pixels without the tag give a landscape thumbnail.
+#[test]
+fn the_thumbnail_honours_the_exif_orientation_and_the_original_is_untouched() {
+    let d = device(Role::Driver);
+    let j = crew_journey(&d, &[]);
+    let plain = jpeg(400, 200, 11);
+    let sideways = images::with_orientation(&plain, 6);
+    let thumbnail_size = |media: &MediaRef| {
+        let bytes = fs::read(d.store.media_dir().join(format!("{}.thumb.jpg", media.id))).unwrap();
+        let thumb = image::load_from_memory_with_format(&bytes, ImageFormat::Jpeg).unwrap();
+        (thumb.width(), thumb.height())
+    };
+
+    let turned = d
+        .store
+        .capture_photo(
+            j,
+            MediaSource::Bytes(sideways.clone()),
+            CaptureInfo::default(),
+        )
+        .unwrap();
+    assert_eq!(thumbnail_size(&turned), (160, 320), "turned upright");
+    let original = fs::read(d.store.media_dir().join(format!("{}.jpg", turned.id))).unwrap();
+    assert_eq!(
+        original, sideways,
+        "the original is kept as given, tag and all"
+    );
+    assert_eq!((turned.width, turned.height), (Some(400), Some(200)));
+
+    let control = d
+        .store
+        .capture_photo(j, MediaSource::Bytes(plain), CaptureInfo::default())
+        .unwrap();
+    assert_eq!(thumbnail_size(&control), (320, 160), "no tag: as stored");
 }

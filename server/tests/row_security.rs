@@ -13,11 +13,17 @@ use std::collections::BTreeSet;
 use chrono::NaiveDate;
 use crewsync_core::ids::{DeviceId, JourneyId, LocationId, UserId};
 use crewsync_server::audit::ChangeAudit;
+use crewsync_server::directory::Db;
+use crewsync_server::media::{
+    self,
+    db::{MediaRow, UploadRow},
+};
 use crewsync_server::scope::{Reach, ScopeIndex};
 use crewsync_server::storage::postgres::PostgresStorage;
 use crewsync_server::storage::{NewChange, QuarantineKind, Quarantined, Refused, Storage};
 use crewsync_testkit::postgres::{TestDatabase, shared_cluster};
 use sqlx::{PgPool, Row};
+use uuid::Uuid;
 
 const A: &str = "tenant-a";
 const B: &str = "tenant-b";
@@ -31,11 +37,6 @@ const UNWALLED: &[&str] = &[
     "role_permissions",
     "move_sources",
     "sessions",
-    // Media rows (not yet walled): the expiry sweeper and the retention purge
-    // read across tenants and would first have to go tenant by tenant.
-    "media_uploads",
-    "media",
-    "journey_holds",
 ];
 
 async fn fresh_db() -> TestDatabase {
@@ -110,6 +111,69 @@ async fn fill(storage: &PostgresStorage, index: &ScopeIndex, tenant: &str) {
         crew: vec![UserId::new()],
     };
     index.record(tenant, &reach, 2).await.unwrap();
+    fill_media(&storage.db(), tenant, journey).await;
+}
+
+/// A finished upload, its media row and a legal hold of `tenant`, through the
+/// server's media queries.
+async fn fill_media(db: &Db, tenant: &str, journey: JourneyId) {
+    let (media_id, upload, user, device) = (
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+        Uuid::now_v7(),
+    );
+    let sha256 = "ab".repeat(32);
+    media::db::insert_upload(
+        db,
+        &UploadRow {
+            id: upload,
+            tenant: tenant.to_owned(),
+            media_id,
+            kind: "photo".into(),
+            journey_id: journey.as_uuid(),
+            content_type: "image/jpeg".into(),
+            size: 3,
+            sha256: sha256.clone(),
+            upload_offset: 0,
+            status: "open".into(),
+            user_id: user,
+            device_id: device,
+            created_at: 1,
+            updated_at: 1,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        media::db::advance(db, tenant, upload, 0, 3, 2)
+            .await
+            .unwrap()
+    );
+    let row = MediaRow {
+        tenant: tenant.to_owned(),
+        media_id,
+        kind: "photo".into(),
+        journey_id: journey.as_uuid(),
+        content_type: "image/jpeg".into(),
+        sha256: sha256.clone(),
+        size: 3,
+        width: Some(1),
+        height: Some(1),
+        blob_key: format!("{tenant}/{sha256}"),
+        thumb_key: None,
+        thumb_size: None,
+        user_id: user,
+        device_id: device,
+        created_at: 3,
+        deleted_at: None,
+        deleted_by: None,
+        purged_at: None,
+    };
+    assert!(media::db::complete(db, upload, &row).await.unwrap());
+    media::db::set_hold(db, tenant, journey.as_uuid(), true, user, 4)
+        .await
+        .unwrap();
 }
 
 /// Tables with a `tenant` column, and whether row-level security is enabled and
@@ -171,7 +235,10 @@ async fn every_journey_table_shows_a_transaction_only_its_own_tenant() {
         .filter(|(name, _, _)| !UNWALLED.contains(&name.as_str()))
         .map(|(name, _, _)| name.as_str())
         .collect();
-    assert!(walled.len() >= 7, "walled tables: {walled:?}");
+    assert!(walled.len() >= 10, "walled tables: {walled:?}");
+    for media_table in ["media_uploads", "media", "journey_holds"] {
+        assert!(walled.contains(&media_table), "{media_table} is walled");
+    }
     for (name, enabled, forced) in &tables {
         if UNWALLED.contains(&name.as_str()) {
             continue;
@@ -246,6 +313,13 @@ async fn every_journey_table_shows_a_transaction_only_its_own_tenant() {
     assert_eq!(storage.changes_since(A, 0, 100).await.unwrap().len(), 2);
     assert!(storage.audit_head(B).await.unwrap().is_some());
     assert_eq!(storage.quarantined(A, None).await.unwrap().len(), 1);
+    let usage = media::db::usage(&storage.db(), A).await.unwrap();
+    assert_eq!(
+        usage.len(),
+        1,
+        "A's media, read through the wall: {usage:?}"
+    );
+    assert_eq!(media::db::staged(&storage.db(), B).await.unwrap(), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,6 +94,21 @@ pub fn read(path: &Path) -> ExifFacts {
     }
 }
 
+/// The EXIF Orientation tag (1–8: how the camera was held) of a JPEG, PNG or
+/// WebP file, if it has a valid one. The thumbnail is turned by it; the original
+/// keeps its bytes and its tag.
+pub fn orientation(path: &Path) -> Option<u8> {
+    let file = File::open(path).ok()?;
+    let exif = exif::Reader::new()
+        .read_from_container(&mut BufReader::new(file))
+        .ok()?;
+    let value = exif
+        .get_field(Tag::Orientation, In::PRIMARY)?
+        .value
+        .get_uint(0)?;
+    u8::try_from(value).ok().filter(|v| (1..=8).contains(v))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -3,7 +3,9 @@
 //! A JPEG original is decoded at reduced size by the decoder itself (`jpeg-decoder`'s
 //! DCT scaling to 1/2, 1/4 or 1/8: the pixels of a 12 MP photo are never all built),
 //! then resized the rest of the way with `fast_image_resize`. PNG and WebP have no
-//! such trick and are decoded whole, under the limits. Figures: `benches/media.rs`.
+//! such trick and are decoded whole, under the limits. The thumbnail is turned
+//! upright by the EXIF Orientation tag (the original is never changed). Figures:
+//! `benches/media.rs`.
 
 use std::fs::File;
 use std::io::{BufReader, Cursor};
@@ -12,8 +14,10 @@ use std::path::Path;
 use fast_image_resize::images::Image as FirImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
-use image::{ExtendedColorType, ImageEncoder};
+use image::metadata::Orientation;
+use image::{DynamicImage, ExtendedColorType, ImageEncoder, RgbImage};
 
+use super::exif;
 use super::image_info::{self, ImageLimits};
 use super::sniff::Format;
 use crate::error::{Error, Result};
@@ -45,10 +49,9 @@ pub fn make(path: &Path, format: Format, limits: &ImageLimits) -> Result<Thumbna
             let (width, height) = (rgb.width(), rgb.height());
             finish(
                 rgb.into_raw(),
-                width,
-                height,
-                original_width,
-                original_height,
+                (width, height),
+                (original_width, original_height),
+                exif::orientation(path),
             )
         }
         Format::Mp4 | Format::QuickTime => Err(Error::Unsupported(
@@ -91,20 +94,19 @@ pub fn from_jpeg(path: &Path, limits: &ImageLimits) -> Result<Thumbnail> {
     };
     finish(
         rgb,
-        u32::from(width),
-        u32::from(height),
-        original_width,
-        original_height,
+        (u32::from(width), u32::from(height)),
+        (original_width, original_height),
+        exif::orientation(path),
     )
 }
 
-/// Resizes RGB pixels to fit the thumbnail box and encodes them as JPEG.
+/// Resizes RGB pixels to fit the thumbnail box, turns them by the EXIF
+/// `orientation` (after the resize: fewer pixels to move), and encodes them as JPEG.
 fn finish(
     rgb: Vec<u8>,
-    width: u32,
-    height: u32,
-    original_width: u32,
-    original_height: u32,
+    (width, height): (u32, u32),
+    (original_width, original_height): (u32, u32),
+    orientation: Option<u8>,
 ) -> Result<Thumbnail> {
     let (target_width, target_height) = fit(width, height, THUMBNAIL_EDGE);
     let (pixels, width, height) = if (target_width, target_height) == (width, height) {
@@ -121,6 +123,22 @@ fn finish(
             )
             .map_err(|e| Error::InvalidMedia(format!("thumbnail resize: {e}")))?;
         (target.into_vec(), target_width, target_height)
+    };
+    let (pixels, width, height) = match orientation
+        .and_then(Orientation::from_exif)
+        .filter(|o| *o != Orientation::NoTransforms)
+    {
+        Some(orientation) => {
+            let image = RgbImage::from_raw(width, height, pixels).ok_or_else(|| {
+                Error::InvalidMedia("thumbnail buffer of the wrong size".to_owned())
+            })?;
+            let mut image = DynamicImage::ImageRgb8(image);
+            image.apply_orientation(orientation);
+            let image = image.into_rgb8();
+            let (width, height) = image.dimensions();
+            (image.into_raw(), width, height)
+        }
+        None => (pixels, width, height),
     };
     let mut jpeg = Cursor::new(Vec::with_capacity(32 * 1024));
     JpegEncoder::new_with_quality(&mut jpeg, QUALITY)

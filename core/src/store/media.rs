@@ -521,11 +521,24 @@ impl DeviceStore {
 
     /// The next item to upload over `network` at `now` (tests pass a clock).
     pub fn next_item_at(&self, network: NetworkKind, now: Timestamp) -> Result<Option<UploadItem>> {
+        self.next_item_except(network, now, &[])
+    }
+
+    /// The next item to upload over `network` at `now` that is not one of `skip`
+    /// (queue item ids): an upload round passes the items it already tried, so it
+    /// visits each at most once.
+    pub fn next_item_except(
+        &self,
+        network: NetworkKind,
+        now: Timestamp,
+        skip: &[String],
+    ) -> Result<Option<UploadItem>> {
         media_queue::next(
             &self.lock_writer()?.conn,
             &self.media_dir,
             network,
             now.millis(),
+            skip,
         )
     }
 

@@ -60,27 +60,32 @@ pub(super) fn insert(
 }
 
 /// The next item to upload over `network` at `now`: pending, not backing off,
-/// allowed on this network, and whose journey change has left the outbox.
+/// allowed on this network, whose journey change has left the outbox, and not one
+/// of `skip` (items an upload round already tried).
 pub(super) fn next(
     conn: &Connection,
     dir: &Path,
     network: NetworkKind,
     now: i64,
+    skip: &[String],
 ) -> Result<Option<UploadItem>> {
     if network == NetworkKind::Offline {
         return Ok(None);
     }
     let wifi = network == NetworkKind::Wifi;
+    let skip =
+        serde_json::to_string(skip).map_err(|e| Error::InvalidInput(format!("skip list: {e}")))?;
     conn.query_row(
         &format!(
             "SELECT {COLUMNS} FROM media_queue q
              WHERE state = 'pending' AND next_attempt_at <= ?1 AND (?2 OR wifi_only = 0)
                AND (change_hash IS NULL
                     OR NOT EXISTS (SELECT 1 FROM outbox o WHERE o.hash = q.change_hash))
+               AND id NOT IN (SELECT value FROM json_each(?3))
              ORDER BY lane, CASE WHEN lane = 2 THEN size ELSE 0 END, seq
              LIMIT 1"
         ),
-        params![now, wifi],
+        params![now, wifi, skip],
         |row| item(row, dir),
     )
     .optional()?

@@ -13,3 +13,5 @@ pub mod engine;
 pub mod runtime;
 pub mod upload;
 pub mod wire;
+
+pub use runtime::{MediaOutcome, SyncOutcome, SyncStatus};

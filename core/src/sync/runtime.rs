@@ -13,14 +13,18 @@ use tokio::task::JoinHandle;
 
 use super::auth::{Credentials, Me, RefreshRequest, SignInRequest, TokenResponse};
 use super::engine::{self, ExchangeReport, Limits};
+use super::upload::{self, UploadOutcome, UploadProgress};
 use super::wire::{self, CONTENT_TYPE, SyncRequest, SyncResponse};
 use crate::error::{Error, Result};
-use crate::ids::DeviceId;
+use crate::ids::{DeviceId, MediaId};
+use crate::media::queue::{ItemState, QueueProgress, UploadItem as QueueItem, UploadKind};
 use crate::model::Timestamp;
 use crate::store::DeviceStore;
 
 /// Exchanges per sync before giving up on draining (pages of `Limits::max_pull`).
 const MAX_EXCHANGES_PER_SYNC: usize = 1_000;
+/// Items one upload round visits at most; each is visited once per round anyway.
+const MAX_UPLOADS_PER_ROUND: usize = 100_000;
 
 /// What the app shows: connection, pending work, last outcome.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -33,6 +37,11 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     pub last_success: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// The media queue: items and bytes pending, set aside; updated as the server
+    /// acknowledges each chunk.
+    pub media: QueueProgress,
+    /// The media item being sent now.
+    pub uploading: Option<MediaId>,
 }
 
 /// What one sync-now did, summed over its exchanges.
@@ -44,6 +53,87 @@ pub struct SyncOutcome {
     pub received: usize,
     pub applied_new: usize,
     pub pending: u64,
+    /// The upload round that followed the document exchange.
+    pub media: MediaOutcome,
+}
+
+/// What one upload round did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaOutcome {
+    /// Items the server confirmed complete.
+    pub uploaded: u32,
+    /// Bytes this round sent of the items it completed (a resumed item counts from
+    /// the server's offset).
+    pub bytes: u64,
+    /// Items the server refused (each such attempt counted against the item).
+    pub failed: u32,
+    /// Of those, items set aside after their last attempt.
+    pub set_aside: u32,
+    /// Items left for a later round because the server does not hold their
+    /// journey entry yet (409 `entry_not_synced`); no attempt is counted.
+    pub waiting_for_entry: u32,
+    /// Items that went on from an offset the server already held.
+    pub resumed: u32,
+    /// Uploaded files deleted from the device after the round.
+    pub purged: u32,
+    /// The queue after the round.
+    pub progress: QueueProgress,
+}
+
+/// How an upload attempt ended, for the queue.
+enum Attempt {
+    Done(UploadOutcome),
+    /// The server refused the item: count it against the item, go on.
+    Refused(String),
+    /// 409 `entry_not_synced`: try again next round, nothing counted.
+    EntryNotSynced,
+    /// The link or the server is unwell: stop the round, the item keeps its place.
+    Stop(Error),
+}
+
+/// Sorts an upload error into what the queue does with it.
+fn classify(error: Error) -> Attempt {
+    match error {
+        Error::Upload {
+            status: 409, code, ..
+        } if code == "entry_not_synced" => Attempt::EntryNotSynced,
+        // Rate limits and an unavailable server or gateway are nobody's fault
+        // of the item's: wait, and keep its attempts.
+        Error::Upload {
+            status: 429 | 502 | 503 | 504,
+            ..
+        }
+        | Error::Network(_)
+        | Error::NetworkUnusable(_)
+        | Error::Unauthorized(_)
+        | Error::RateLimited { .. }
+        | Error::Server { .. } => Attempt::Stop(error),
+        // Any other refusal (too large, wrong type, a bad digest, an image the server
+        // rejects, no right to the journey) or a local file that is not what its row
+        // says: the item's own trouble.
+        Error::Upload { .. } | Error::Io(_) | Error::InvalidInput(_) | Error::UnknownMedia(_) => {
+            Attempt::Refused(error.to_string())
+        }
+        other => Attempt::Stop(other),
+    }
+}
+
+/// The protocol's description of a queue item.
+fn wire_item(item: &QueueItem) -> upload::UploadItem {
+    upload::UploadItem {
+        media_id: item.media_id,
+        journey_id: item.journey_id,
+        kind: match item.kind {
+            UploadKind::Photo => upload::UploadKind::Photo,
+            UploadKind::Video => upload::UploadKind::Video,
+            UploadKind::Signature => upload::UploadKind::Signature,
+            UploadKind::Thumbnail => upload::UploadKind::Thumbnail,
+        },
+        content_type: item.content_type.clone(),
+        path: item.path.clone(),
+        size: item.size,
+        sha256: item.sha256.clone(),
+    }
 }
 
 /// How long a 429 answer asks us to wait (`Retry-After` in seconds; the HTTP-date
@@ -358,7 +448,11 @@ pub struct SyncClient {
     limits: Limits,
     status: watch::Sender<SyncStatus>,
     wake: Notify,
+    /// One document exchange at a time.
     lock: tokio::sync::Mutex<()>,
+    /// One upload round at a time (apart from `lock`, so a long upload does not hold
+    /// up an app's document sync).
+    upload_lock: tokio::sync::Mutex<()>,
     worker: Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
 }
 
@@ -376,6 +470,7 @@ impl SyncClient {
         let pending = store.outbox_len()?;
         let (status, _) = watch::channel(SyncStatus {
             pending_changes: pending,
+            media: store.media_progress()?,
             ..SyncStatus::default()
         });
         let transport = HttpTransport::with_config(base_url, config)?;
@@ -394,6 +489,7 @@ impl SyncClient {
             status,
             wake: Notify::new(),
             lock: tokio::sync::Mutex::new(()),
+            upload_lock: tokio::sync::Mutex::new(()),
             worker: Mutex::new(None),
         }))
     }
@@ -468,16 +564,21 @@ impl SyncClient {
         self.status.subscribe()
     }
 
-    /// Syncs until nothing is pending or the server has nothing more. Outbox rows are
-    /// cleared only by the server's acknowledgements inside each exchange.
+    /// Syncs until nothing is pending or the server has nothing more, then uploads
+    /// the media queue ([`upload_media`](Self::upload_media)): after the exchange,
+    /// so every entry is on the server before its bytes. When the round moved the
+    /// queue, one more exchange tells the server (and so the dispatcher) what is
+    /// left. Outbox rows are cleared only by the server's acknowledgements.
     pub async fn sync_now(&self) -> Result<SyncOutcome> {
-        let _one_at_a_time = self.lock.lock().await;
         self.status.send_modify(|s| s.syncing = true);
-        let result = self.drain().await;
+        let result = self.sync_and_upload().await;
         let pending = self.store.outbox_len().unwrap_or_default();
+        let media = self.store.media_progress().unwrap_or_default();
         self.status.send_modify(|s| {
             s.syncing = false;
             s.pending_changes = pending;
+            s.media = media;
+            s.uploading = None;
             match &result {
                 Ok(_) => {
                     s.connected = true;
@@ -496,6 +597,198 @@ impl SyncClient {
             let _ = run_blocking(move || store.record_sync(&peer, 0, Some(&message))).await;
         }
         result
+    }
+
+    async fn sync_and_upload(&self) -> Result<SyncOutcome> {
+        let mut outcome = self.exchange_all().await?;
+        let media = {
+            let _one_at_a_time = self.upload_lock.lock().await;
+            self.upload_round().await?
+        };
+        if media.uploaded + media.failed > 0 {
+            let report = self.exchange_all().await?;
+            outcome.round_trips += report.round_trips;
+            outcome.pushed += report.pushed;
+            outcome.acknowledged += report.acknowledged;
+            outcome.received += report.received;
+            outcome.applied_new += report.applied_new;
+            outcome.pending = report.pending;
+        }
+        outcome.media = media;
+        Ok(outcome)
+    }
+
+    async fn exchange_all(&self) -> Result<SyncOutcome> {
+        let _one_at_a_time = self.lock.lock().await;
+        self.drain().await
+    }
+
+    /// Uploads the media queue's items allowed on the store's network
+    /// ([`DeviceStore::set_network`]), in queue order: signatures, then thumbnails,
+    /// then originals smallest first. Each resumes from the server's offset, and
+    /// each acknowledged chunk is recorded, so a killed app loses at most a chunk.
+    /// A refused item is counted against (and after its last attempt set aside);
+    /// the rest go on. An item whose entry the server does not hold yet waits for
+    /// the next round. A network error ends the round with that error: the item
+    /// keeps its place and the caller backs off. Uploaded files are then purged
+    /// (the server confirmed them). [`sync_now`](Self::sync_now) calls this after
+    /// its exchange; call it alone only when the entries are known to be synced.
+    pub async fn upload_media(&self) -> Result<MediaOutcome> {
+        let _one_at_a_time = self.upload_lock.lock().await;
+        let result = self.upload_round().await;
+        let media = self.store.media_progress().unwrap_or_default();
+        self.status.send_modify(|s| {
+            s.media = media;
+            s.uploading = None;
+            if let Err(e) = &result {
+                s.last_error = Some(e.to_string());
+            }
+        });
+        result
+    }
+
+    async fn upload_round(&self) -> Result<MediaOutcome> {
+        let mut outcome = MediaOutcome::default();
+        let mut tried: Vec<String> = Vec::new();
+        let mut refreshed = false;
+        let mut stop = None;
+        for _ in 0..MAX_UPLOADS_PER_ROUND {
+            let (store, skip) = (Arc::clone(&self.store), tried.clone());
+            let next = run_blocking(move || {
+                let network = store.network()?;
+                store.next_item_except(network, Timestamp::now(), &skip)
+            })
+            .await?;
+            let Some(item) = next else {
+                break;
+            };
+            let media_id = item.media_id;
+            self.status.send_modify(|s| s.uploading = Some(media_id));
+            let mut attempt = self.attempt(&item).await;
+            if matches!(&attempt, Attempt::Stop(Error::Unauthorized(_))) && !refreshed {
+                // An access token that expired mid-round: refresh once, try again.
+                refreshed = true;
+                let before = self.transport.credentials();
+                let refresh = self.transport.refresh().await;
+                self.keep_refreshed_tokens(before, &refresh).await?;
+                attempt = match refresh {
+                    Ok(_) => self.attempt(&item).await,
+                    Err(e) => Attempt::Stop(e),
+                };
+            }
+            if !matches!(attempt, Attempt::Done(_)) {
+                // Done items leave the pending set by themselves; the rest must not
+                // come back in this round (backoff may be zero).
+                tried.push(item.item_id.clone());
+            }
+            match attempt {
+                Attempt::Done(done) => {
+                    let id = item.item_id.clone();
+                    let store = Arc::clone(&self.store);
+                    run_blocking(move || store.mark_done(&id)).await?;
+                    outcome.uploaded += 1;
+                    outcome.bytes += item.size.saturating_sub(done.resumed_from);
+                    if done.resumed_from > 0 {
+                        outcome.resumed += 1;
+                    }
+                }
+                Attempt::Refused(reason) => {
+                    tracing::warn!(item = %item.item_id, media = %media_id, %reason, "upload refused");
+                    let (id, store) = (item.item_id.clone(), Arc::clone(&self.store));
+                    let state = run_blocking(move || store.mark_failed(&id, &reason)).await?;
+                    outcome.failed += 1;
+                    if state == ItemState::SetAside {
+                        outcome.set_aside += 1;
+                    }
+                }
+                Attempt::EntryNotSynced => outcome.waiting_for_entry += 1,
+                Attempt::Stop(error) => {
+                    if refreshed && matches!(error, Error::Unauthorized(_)) {
+                        // Refused with fresh tokens too: mark the account "sign in
+                        // again", as a refused exchange does.
+                        let refused: Result<()> = Err(Error::Unauthorized(String::new()));
+                        self.keep_refreshed_tokens(self.transport.credentials(), &refused)
+                            .await?;
+                    }
+                    stop = Some(error);
+                    break;
+                }
+            }
+            let store = Arc::clone(&self.store);
+            let progress = run_blocking(move || store.media_progress()).await?;
+            self.status.send_modify(|s| {
+                s.media = progress;
+                s.uploading = None;
+            });
+        }
+        // Confirmed files may go now: the server holds them (`purge_uploaded` deletes
+        // only rows marked done, i.e. confirmed complete).
+        let store = Arc::clone(&self.store);
+        let (purged, progress) =
+            run_blocking(move || Ok((store.purge_uploaded()?, store.media_progress()?))).await?;
+        outcome.purged = u32::try_from(purged).unwrap_or(u32::MAX);
+        outcome.progress = progress;
+        self.status.send_modify(|s| {
+            s.media = progress;
+            s.uploading = None;
+        });
+        match stop {
+            Some(error) => Err(error),
+            None => Ok(outcome),
+        }
+    }
+
+    /// One upload call for `item`, recording each acknowledged chunk in the queue
+    /// and the status as it goes.
+    async fn attempt(&self, item: &QueueItem) -> Attempt {
+        let Some(credentials) = self.transport.credentials() else {
+            return Attempt::Stop(Error::Unauthorized("not signed in".into()));
+        };
+        let wire = wire_item(item);
+        let (acked_tx, mut acked) = watch::channel(0u64);
+        let on_chunk = move |p: UploadProgress| {
+            acked_tx.send_replace(p.acked);
+        };
+        let sending = upload::upload(
+            &self.transport.client,
+            &self.transport.base_url,
+            &credentials.access_token,
+            &wire,
+            &on_chunk,
+        );
+        tokio::pin!(sending);
+        let result = loop {
+            tokio::select! {
+                result = &mut sending => break result,
+                Ok(()) = acked.changed() => {
+                    let sent = *acked.borrow_and_update();
+                    self.record_progress(&item.item_id, sent).await;
+                }
+            }
+        };
+        if acked.has_changed().unwrap_or(false) {
+            let sent = *acked.borrow_and_update();
+            self.record_progress(&item.item_id, sent).await;
+        }
+        match result {
+            Ok(done) => Attempt::Done(done),
+            Err(e) => classify(e),
+        }
+    }
+
+    /// Records that the server holds `sent` bytes of an item, and tells the app.
+    async fn record_progress(&self, item_id: &str, sent: u64) {
+        let (store, id) = (Arc::clone(&self.store), item_id.to_owned());
+        let recorded = run_blocking(move || {
+            store.mark_progress(&id, sent)?;
+            store.media_progress()
+        })
+        .await;
+        match recorded {
+            Ok(progress) => self.status.send_modify(|s| s.media = progress),
+            // A hint only (the server owns the offset): the upload goes on.
+            Err(e) => tracing::warn!(error = %e, "cannot record upload progress"),
+        }
     }
 
     async fn drain(&self) -> Result<SyncOutcome> {

@@ -140,3 +140,26 @@ pub fn mp4(len: usize) -> Vec<u8> {
     out.extend((0..len).map(|i| (i * 31 % 251) as u8));
     out
 }
+
+/// `jpeg` with an APP1 EXIF segment carrying only the Orientation tag, inserted
+/// right after SOI (built by hand: big-endian TIFF, one IFD entry).
+pub fn with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG starts with SOI");
+    let mut tiff = Vec::new();
+    tiff.extend_from_slice(b"MM\0\x2A\0\0\0\x08"); // big endian, IFD0 at 8
+    tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes()); // Orientation
+    tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+    tiff.extend_from_slice(&1u32.to_be_bytes()); // one value
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]); // padding of the 4-byte value field
+    tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    let mut payload = b"Exif\0\0".to_vec();
+    payload.extend_from_slice(&tiff);
+    let length = u16::try_from(payload.len() + 2).unwrap();
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(&payload);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}

@@ -85,9 +85,10 @@ pub(crate) async fn tenant_tx(
 /// Runs `$body` with `$pool` bound to the backend's pool: the writer for writes
 /// (`write`), any reader for reads (`read`).
 ///
-/// With `tenant $t` (reads of tenant-walled tables), Postgres runs the body in a
-/// [`tenant_tx`] with `$pool` bound to its connection; the transaction only
-/// reads and is ended by dropping it. A failure to begin it is returned as the
+/// With `tenant $t` (tenant-walled tables), Postgres runs the body in a
+/// [`tenant_tx`] with `$pool` bound to its connection: with `read`, the
+/// transaction only reads and is ended by dropping it; with `write`, it commits
+/// when the body succeeds. A failure to begin (or commit) it is returned as the
 /// body's error, so the body must produce `Result<_, sqlx::Error>`.
 macro_rules! on_db {
     ($db:expr, tenant $tenant:expr, read $pool:ident => $body:expr) => {
@@ -100,6 +101,24 @@ macro_rules! on_db {
                 Err(e) => Err(e),
             },
             Db::Sqlite { readers: $pool, .. } => $body,
+        }
+    };
+    ($db:expr, tenant $tenant:expr, write $pool:ident => $body:expr) => {
+        match $db {
+            Db::Postgres(pool) => match $crate::directory::tenant_tx(pool, $tenant).await {
+                Ok(mut tx) => {
+                    let result = {
+                        let $pool = &mut *tx;
+                        $body
+                    };
+                    match result {
+                        Ok(value) => tx.commit().await.map(|()| value),
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+            Db::Sqlite { writer: $pool, .. } => $body,
         }
     };
     ($db:expr, read $pool:ident => $body:expr) => {

@@ -1,7 +1,10 @@
 //! The media tables (`migrations/0010_media.sql`), in portable SQL run on either
 //! database through the directory's `on_db!` / `in_write_tx!`. Every statement
-//! names the tenant, so another tenant's ids are simply not found.
+//! names the tenant, so another tenant's ids are simply not found, and on Postgres
+//! runs in a transaction bound to that tenant, so row-level security (migration
+//! 0011) is a second wall behind the filter.
 
+use crewsync_core::ids::ClientId;
 use sqlx::AssertSqlSafe;
 use uuid::Uuid;
 
@@ -84,7 +87,7 @@ pub async fn insert_upload(db: &Db, row: &UploadRow) -> Result<UploadRow, MediaE
                    size, sha256, upload_offset, status, user_id, device_id, created_at, updated_at)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                ON CONFLICT (tenant, media_id, kind) DO NOTHING";
-    on_db!(db, write pool => sqlx::query(sql)
+    on_db!(db, tenant &row.tenant, write pool => sqlx::query(sql)
         .bind(row.id)
         .bind(&row.tenant)
         .bind(row.media_id)
@@ -101,8 +104,8 @@ pub async fn insert_upload(db: &Db, row: &UploadRow) -> Result<UploadRow, MediaE
         .bind(row.updated_at)
         .execute(pool)
         .await
-        .map(|done| done.rows_affected())
-        .map_err(err("insert upload"))?);
+        .map(|done| done.rows_affected()))
+    .map_err(err("insert upload"))?;
     upload_of_item(db, &row.tenant, row.media_id, &row.kind)
         .await?
         .ok_or_else(|| MediaError::Database("the upload vanished after its insert".into()))
@@ -118,24 +121,24 @@ pub async fn upload_of_item(
     let sql = format!(
         "SELECT {UPLOAD_COLUMNS} FROM media_uploads WHERE tenant = $1 AND media_id = $2 AND kind = $3"
     );
-    Ok(on_db!(db, write pool => sqlx::query_as(AssertSqlSafe(sql))
+    on_db!(db, tenant tenant, write pool => sqlx::query_as(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(media)
         .bind(kind)
         .fetch_optional(pool)
-        .await
-        .map_err(err("read upload"))?))
+        .await)
+    .map_err(err("read upload"))
 }
 
 /// One of the tenant's uploads (read on the writer: the offset must be current).
 pub async fn upload(db: &Db, tenant: &str, id: Uuid) -> Result<Option<UploadRow>, MediaError> {
     let sql = format!("SELECT {UPLOAD_COLUMNS} FROM media_uploads WHERE tenant = $1 AND id = $2");
-    Ok(on_db!(db, write pool => sqlx::query_as(AssertSqlSafe(sql))
+    on_db!(db, tenant tenant, write pool => sqlx::query_as(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(id)
         .fetch_optional(pool)
-        .await
-        .map_err(err("read upload"))?))
+        .await)
+    .map_err(err("read upload"))
 }
 
 /// Moves an open upload's offset from `from` to `to`; `false` if it was not at
@@ -150,7 +153,7 @@ pub async fn advance(
 ) -> Result<bool, MediaError> {
     let sql = "UPDATE media_uploads SET upload_offset = $4, updated_at = $5
                WHERE tenant = $1 AND id = $2 AND upload_offset = $3 AND status = 'open'";
-    let done = on_db!(db, write pool => sqlx::query(sql)
+    let done = on_db!(db, tenant tenant, write pool => sqlx::query(sql)
         .bind(tenant)
         .bind(id)
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
@@ -158,8 +161,8 @@ pub async fn advance(
         .bind(now)
         .execute(pool)
         .await
-        .map_err(err("advance upload"))?
-        .rows_affected());
+        .map(|done| done.rows_affected()))
+    .map_err(err("advance upload"))?;
     Ok(done == 1)
 }
 
@@ -167,14 +170,14 @@ pub async fn advance(
 pub async fn fail(db: &Db, tenant: &str, id: Uuid, now: i64) -> Result<(), MediaError> {
     let sql = "UPDATE media_uploads SET status = 'failed', upload_offset = 0, updated_at = $3
                WHERE tenant = $1 AND id = $2 AND status <> 'complete'";
-    on_db!(db, write pool => sqlx::query(sql)
+    on_db!(db, tenant tenant, write pool => sqlx::query(sql)
         .bind(tenant)
         .bind(id)
         .bind(now)
         .execute(pool)
         .await
-        .map(|done| done.rows_affected())
-        .map_err(err("fail upload"))?);
+        .map(|done| done.rows_affected()))
+    .map_err(err("fail upload"))?;
     Ok(())
 }
 
@@ -184,7 +187,7 @@ pub async fn reopen(db: &Db, row: &UploadRow) -> Result<(), MediaError> {
                    size = $4, sha256 = $5, journey_id = $6, user_id = $7, device_id = $8,
                    updated_at = $9
                WHERE tenant = $1 AND id = $2 AND status = 'failed'";
-    on_db!(db, write pool => sqlx::query(sql)
+    on_db!(db, tenant &row.tenant, write pool => sqlx::query(sql)
         .bind(&row.tenant)
         .bind(row.id)
         .bind(&row.content_type)
@@ -196,8 +199,8 @@ pub async fn reopen(db: &Db, row: &UploadRow) -> Result<(), MediaError> {
         .bind(row.updated_at)
         .execute(pool)
         .await
-        .map(|done| done.rows_affected())
-        .map_err(err("reopen upload"))?);
+        .map(|done| done.rows_affected()))
+    .map_err(err("reopen upload"))?;
     Ok(())
 }
 
@@ -211,7 +214,7 @@ pub async fn hand_over(
 ) -> Result<(), MediaError> {
     let sql = "UPDATE media_uploads SET user_id = $3, device_id = $4, updated_at = $5
                WHERE tenant = $1 AND id = $2 AND status = 'open'";
-    on_db!(db, write pool => sqlx::query(sql)
+    on_db!(db, tenant &row.tenant, write pool => sqlx::query(sql)
         .bind(&row.tenant)
         .bind(row.id)
         .bind(user)
@@ -219,36 +222,56 @@ pub async fn hand_over(
         .bind(now)
         .execute(pool)
         .await
-        .map(|done| done.rows_affected())
-        .map_err(err("hand over upload"))?);
+        .map(|done| done.rows_affected()))
+    .map_err(err("hand over upload"))?;
     Ok(())
 }
 
-/// Forgets an upload that never completed (expired or discarded).
-pub async fn delete_upload(db: &Db, id: Uuid) -> Result<bool, MediaError> {
-    let sql = "DELETE FROM media_uploads WHERE id = $1 AND status <> 'complete'";
-    let done = on_db!(db, write pool => sqlx::query(sql)
+/// Forgets one of the tenant's uploads that never completed (expired or discarded).
+pub async fn delete_upload(db: &Db, tenant: &str, id: Uuid) -> Result<bool, MediaError> {
+    let sql = "DELETE FROM media_uploads WHERE tenant = $1 AND id = $2 AND status <> 'complete'";
+    let done = on_db!(db, tenant tenant, write pool => sqlx::query(sql)
+        .bind(tenant)
         .bind(id)
         .execute(pool)
         .await
-        .map_err(err("delete upload"))?
-        .rows_affected());
+        .map(|done| done.rows_affected()))
+    .map_err(err("delete upload"))?;
     Ok(done == 1)
 }
 
-/// Unfinished uploads untouched since `before`, and those whose uploader is no
-/// longer active (their partial bytes must not wait for the expiry).
-pub async fn abandoned_uploads(db: &Db, before: i64) -> Result<Vec<Uuid>, MediaError> {
+/// The tenant's unfinished uploads untouched since `before`, and those whose
+/// uploader is no longer active (their partial bytes must not wait for the expiry).
+pub async fn abandoned_uploads(
+    db: &Db,
+    tenant: &str,
+    before: i64,
+) -> Result<Vec<Uuid>, MediaError> {
     let sql = "SELECT m.id FROM media_uploads m LEFT JOIN users u ON u.id = m.user_id
-               WHERE m.status <> 'complete'
-                 AND (m.updated_at < $1 OR u.id IS NULL OR u.status <> $2)";
-    let rows: Vec<(Uuid,)> = on_db!(db, read pool => sqlx::query_as(sql)
+               WHERE m.tenant = $1 AND m.status <> 'complete'
+                 AND (m.updated_at < $2 OR u.id IS NULL OR u.status <> $3)";
+    let rows: Vec<(Uuid,)> = on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
+        .bind(tenant)
         .bind(before)
         .bind(UserStatus::Active.as_ref())
         .fetch_all(pool)
-        .await
-        .map_err(err("list abandoned uploads"))?);
+        .await)
+    .map_err(err("list abandoned uploads"))?;
     Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Every tenant's key (the directory is not walled): work that spans tenants,
+/// such as the expiry sweep, goes through them one at a time, each in its own
+/// tenant-bound transactions.
+pub async fn tenants(db: &Db) -> Result<Vec<String>, MediaError> {
+    let rows: Vec<(Uuid,)> = on_db!(db, read pool => sqlx::query_as("SELECT id FROM tenants ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .map_err(err("list tenants"))?);
+    Ok(rows
+        .into_iter()
+        .map(|(id,)| crate::directory::tenant_key(ClientId::from_uuid(id)))
+        .collect())
 }
 
 // ----- media -----------------------------------------------------------------
@@ -257,7 +280,7 @@ pub async fn abandoned_uploads(db: &Db, before: i64) -> Result<Vec<Uuid>, MediaE
 /// idempotent) and the upload marked complete, in one transaction. Returns
 /// whether the row is new.
 pub async fn complete(db: &Db, upload: Uuid, row: &MediaRow) -> Result<bool, MediaError> {
-    in_write_tx!(db, tx, _lock => {
+    in_write_tx!(db, tenant &row.tenant, tx, _lock => {
         let sql = format!(
             "INSERT INTO media ({MEDIA_COLUMNS})
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
@@ -311,13 +334,13 @@ pub async fn media(
     let sql = format!(
         "SELECT {MEDIA_COLUMNS} FROM media WHERE tenant = $1 AND media_id = $2 AND kind = $3"
     );
-    Ok(on_db!(db, read pool => sqlx::query_as(AssertSqlSafe(sql))
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(media)
         .bind(kind)
         .fetch_optional(pool)
-        .await
-        .map_err(err("read media"))?))
+        .await)
+    .map_err(err("read media"))
 }
 
 /// The original (photo, video or signature) a media id names.
@@ -326,12 +349,12 @@ pub async fn original(db: &Db, tenant: &str, media: Uuid) -> Result<Option<Media
         "SELECT {MEDIA_COLUMNS} FROM media
          WHERE tenant = $1 AND media_id = $2 AND kind IN ('photo', 'video', 'signature')"
     );
-    Ok(on_db!(db, read pool => sqlx::query_as(AssertSqlSafe(sql))
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(media)
         .fetch_optional(pool)
-        .await
-        .map_err(err("read media"))?))
+        .await)
+    .map_err(err("read media"))
 }
 
 /// Tombstones every row of a media id (original and device thumbnail); `false`
@@ -345,15 +368,15 @@ pub async fn tombstone(
 ) -> Result<bool, MediaError> {
     let sql = "UPDATE media SET deleted_at = $3, deleted_by = $4
                WHERE tenant = $1 AND media_id = $2 AND deleted_at IS NULL";
-    let done = on_db!(db, write pool => sqlx::query(sql)
+    let done = on_db!(db, tenant tenant, write pool => sqlx::query(sql)
         .bind(tenant)
         .bind(media)
         .bind(now)
         .bind(by)
         .execute(pool)
         .await
-        .map_err(err("tombstone media"))?
-        .rows_affected());
+        .map(|done| done.rows_affected()))
+    .map_err(err("tombstone media"))?;
     Ok(done > 0)
 }
 
@@ -361,12 +384,12 @@ pub async fn tombstone(
 pub async fn blob_in_use(db: &Db, tenant: &str, key: &str) -> Result<bool, MediaError> {
     let sql = "SELECT COUNT(*) FROM media
                WHERE tenant = $1 AND ((blob_key = $2 AND purged_at IS NULL) OR thumb_key = $2)";
-    let (n,): (i64,) = on_db!(db, write pool => sqlx::query_as(sql)
+    let (n,): (i64,) = on_db!(db, tenant tenant, write pool => sqlx::query_as(sql)
         .bind(tenant)
         .bind(key)
         .fetch_one(pool)
-        .await
-        .map_err(err("count blob users"))?);
+        .await)
+    .map_err(err("count blob users"))?;
     Ok(n > 0)
 }
 
@@ -381,7 +404,7 @@ pub async fn set_hold(
     by: Uuid,
     now: i64,
 ) -> Result<bool, MediaError> {
-    in_write_tx!(db, tx, lock => {
+    in_write_tx!(db, tenant tenant, tx, lock => {
         let before: Option<(bool,)> = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT hold FROM journey_holds WHERE tenant = $1 AND journey_id = $2{lock}"
         )))
@@ -412,12 +435,12 @@ pub async fn set_hold(
 /// Whether a journey is on legal hold.
 pub async fn held(db: &Db, tenant: &str, journey: Uuid) -> Result<bool, MediaError> {
     let sql = "SELECT hold FROM journey_holds WHERE tenant = $1 AND journey_id = $2";
-    let row: Option<(bool,)> = on_db!(db, read pool => sqlx::query_as(sql)
+    let row: Option<(bool,)> = on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
         .bind(tenant)
         .bind(journey)
         .fetch_optional(pool)
-        .await
-        .map_err(err("read hold"))?);
+        .await)
+    .map_err(err("read hold"))?;
     Ok(row.is_some_and(|(held,)| held))
 }
 
@@ -433,19 +456,19 @@ pub async fn purge_candidates(
            AND kind IN ('photo', 'video', 'signature')
          ORDER BY created_at"
     );
-    Ok(on_db!(db, read pool => sqlx::query_as(AssertSqlSafe(sql))
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(AssertSqlSafe(sql))
         .bind(tenant)
         .bind(before)
         .fetch_all(pool)
-        .await
-        .map_err(err("list purge candidates"))?))
+        .await)
+    .map_err(err("list purge candidates"))
 }
 
 /// Marks an original purged unless its journey is on hold, deciding under the
 /// hold row's lock (created if missing, so a concurrent hold cannot slip past);
 /// `true` if marked.
 pub async fn mark_purged(db: &Db, row: &MediaRow, now: i64) -> Result<bool, MediaError> {
-    in_write_tx!(db, tx, lock => {
+    in_write_tx!(db, tenant &row.tenant, tx, lock => {
         sqlx::query(
             "INSERT INTO journey_holds (tenant, journey_id, hold, set_at, set_by)
              VALUES ($1, $2, FALSE, $3, NULL) ON CONFLICT (tenant, journey_id) DO NOTHING",
@@ -494,20 +517,20 @@ pub async fn usage(db: &Db, tenant: &str) -> Result<Vec<(String, i64, i64, i64)>
                       CAST(COALESCE(SUM(CASE WHEN purged_at IS NULL THEN size ELSE 0 END), 0) AS BIGINT),
                       CAST(COALESCE(SUM(COALESCE(thumb_size, 0)), 0) AS BIGINT)
                FROM media WHERE tenant = $1 GROUP BY kind ORDER BY kind";
-    Ok(on_db!(db, read pool => sqlx::query_as(sql)
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
         .bind(tenant)
         .fetch_all(pool)
-        .await
-        .map_err(err("media usage"))?))
+        .await)
+    .map_err(err("media usage"))
 }
 
 /// Unfinished uploads of the tenant and the bytes they hold so far.
 pub async fn staged(db: &Db, tenant: &str) -> Result<(i64, i64), MediaError> {
     let sql = "SELECT COUNT(*), CAST(COALESCE(SUM(upload_offset), 0) AS BIGINT) FROM media_uploads
                WHERE tenant = $1 AND status = 'open'";
-    Ok(on_db!(db, read pool => sqlx::query_as(sql)
+    on_db!(db, tenant tenant, read pool => sqlx::query_as(sql)
         .bind(tenant)
         .fetch_one(pool)
-        .await
-        .map_err(err("staged uploads"))?))
+        .await)
+    .map_err(err("staged uploads"))
 }

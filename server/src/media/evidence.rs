@@ -201,13 +201,16 @@ impl MediaService {
     /// longer active), removing their partial bytes.
     pub async fn sweep(&self) -> Result<SweepReport, MediaError> {
         let mut report = SweepReport::default();
-        for id in db::abandoned_uploads(&self.db, self.expired_before()).await? {
-            let lock = self.lock_for(id);
-            let _held = lock.lock().await;
-            if db::delete_upload(&self.db, id).await? {
-                report.expired += 1;
+        // Tenant by tenant: row-level security shows each transaction one tenant.
+        for tenant in db::tenants(&self.db).await? {
+            for id in db::abandoned_uploads(&self.db, &tenant, self.expired_before()).await? {
+                let lock = self.lock_for(id);
+                let _held = lock.lock().await;
+                if db::delete_upload(&self.db, &tenant, id).await? {
+                    report.expired += 1;
+                }
+                self.staging.remove(id).await?;
             }
-            self.staging.remove(id).await?;
         }
         Ok(report)
     }

@@ -1,12 +1,14 @@
 //! Untrusted image bytes: the magic bytes must match the declared content type
 //! (else 415), the image must decode within explicit `image::Limits` (a PNG that
 //! declares 60000×60000 in a few bytes is refused before any allocation), and the
-//! server makes its own ~320 px JPEG thumbnail from the decoded pixels.
+//! server makes its own ~320 px JPEG thumbnail from the decoded pixels, turned
+//! upright by the EXIF Orientation tag.
 
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, Limits};
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use super::MediaError;
 
@@ -94,11 +96,25 @@ pub fn check(path: &Path, content_type: &str, max_side: u32) -> Result<Checked, 
     }
     let mut reader = ImageReader::with_format(BufReader::new(open()?), declared);
     reader.limits(limits(max_side));
-    let image = reader
-        .decode()
+    let mut decoder = reader
+        .into_decoder()
         .map_err(|e| MediaError::Image(e.to_string()))?;
+    // A phone held upright writes its pixels sideways and says so in EXIF: the
+    // thumbnail is turned upright; the original keeps its bytes.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    // The same budget `decode` would charge: sides, then the pixel buffer.
+    let mut budget = limits(max_side);
+    let (w, h) = decoder.dimensions();
+    budget
+        .check_dimensions(w, h)
+        .and_then(|()| budget.reserve(decoder.total_bytes()))
+        .map_err(|e| MediaError::Image(e.to_string()))?;
+    let image =
+        DynamicImage::from_decoder(decoder).map_err(|e| MediaError::Image(e.to_string()))?;
     let (width, height) = (image.width(), image.height());
-    let small = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE).to_rgb8();
+    let mut small = image.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE);
+    small.apply_orientation(orientation);
+    let small = small.to_rgb8();
     let mut thumbnail = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut thumbnail, 80)
         .encode_image(&small)
@@ -108,4 +124,69 @@ pub fn check(path: &Path, content_type: &str, max_side: u32) -> Result<Checked, 
         height,
         thumbnail,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A 400×200 JPEG, with an APP1 EXIF segment holding only Orientation when
+    /// `orientation` is given (built by hand: big-endian TIFF, one IFD entry).
+    fn jpeg(orientation: Option<u16>) -> Vec<u8> {
+        let image = image::RgbImage::from_fn(400, 200, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 90])
+        });
+        let mut plain = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut plain, 85)
+            .encode_image(&image)
+            .unwrap();
+        let Some(orientation) = orientation else {
+            return plain;
+        };
+        let mut payload = b"Exif\0\0MM\0\x2A\0\0\0\x08".to_vec();
+        payload.extend_from_slice(&1u16.to_be_bytes());
+        payload.extend_from_slice(&0x0112u16.to_be_bytes());
+        payload.extend_from_slice(&3u16.to_be_bytes());
+        payload.extend_from_slice(&1u32.to_be_bytes());
+        payload.extend_from_slice(&orientation.to_be_bytes());
+        payload.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+        out.extend_from_slice(&u16::try_from(payload.len() + 2).unwrap().to_be_bytes());
+        out.extend_from_slice(&payload);
+        out.extend_from_slice(&plain[2..]);
+        out
+    }
+
+    fn thumbnail_of(bytes: &[u8]) -> (Checked, (u32, u32)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upload");
+        std::fs::write(&path, bytes).unwrap();
+        let checked = check(&path, "image/jpeg", DEFAULT_MAX_SIDE).unwrap();
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            bytes,
+            "the original is untouched"
+        );
+        let thumb =
+            image::load_from_memory_with_format(&checked.thumbnail, ImageFormat::Jpeg).unwrap();
+        let size = (thumb.width(), thumb.height());
+        (checked, size)
+    }
+
+    /// Orientation 6 (held upright, pixels sideways): the thumbnail's sides are
+    /// swapped. Control: the same pixels without the tag are not turned.
+    #[test]
+    fn the_server_thumbnail_honours_the_exif_orientation() {
+        let (checked, turned) = thumbnail_of(&jpeg(Some(6)));
+        assert_eq!(turned, (160, 320));
+        assert_eq!(
+            (checked.width, checked.height),
+            (400, 200),
+            "the original's pixels"
+        );
+        let (_, control) = thumbnail_of(&jpeg(None));
+        assert_eq!(control, (320, 160));
+    }
 }

@@ -339,12 +339,21 @@ impl World {
     pub async fn media_rows(&self, media_id: MediaId) -> i64 {
         let sql = "SELECT COUNT(*) FROM media WHERE tenant = $1 AND media_id = $2";
         let n: (i64,) = match self.services.auth.directory.db() {
-            crewsync_server::directory::Db::Postgres(pool) => sqlx::query_as(sql)
-                .bind(self.tenant_key())
-                .bind(media_id.as_uuid())
-                .fetch_one(pool)
-                .await
-                .unwrap(),
+            // Row-level security: a transaction bound to the tenant, as the server's.
+            crewsync_server::directory::Db::Postgres(pool) => {
+                let mut tx = pool.begin().await.unwrap();
+                sqlx::query("SELECT set_config('crewsync.tenant', $1, true)")
+                    .bind(self.tenant_key())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                sqlx::query_as(sql)
+                    .bind(self.tenant_key())
+                    .bind(media_id.as_uuid())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .unwrap()
+            }
             crewsync_server::directory::Db::Sqlite { readers, .. } => sqlx::query_as(sql)
                 .bind(self.tenant_key())
                 .bind(media_id.as_uuid())
