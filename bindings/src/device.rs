@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use crate::error::{CrewsyncError, Result};
 use crate::media::{
-    CaptureInfo, MediaProblem, MediaProgress, SignatureCapture, SignatureRefusal, UploadItem,
+    CaptureInfo, MediaOutcome, MediaProblem, MediaProgress, SignatureCapture, SignatureRefusal,
+    UploadItem,
 };
 use crate::observers::{
     JourneyObserver, ObserverHandle, SyncStatusObserver, UploadProgressObserver, watch_journey,
@@ -447,6 +448,17 @@ impl CrewDevice {
         let sync = Arc::clone(&self.sync);
         let outcome = self
             .on_runtime(async move { Ok(sync.sync_now().await?) })
+            .await?;
+        Ok(outcome.into())
+    }
+
+    /// Uploads the media queue now (what `sync_now` does after its exchange), on the
+    /// network last set: `Offline` uploads nothing; large videos wait for `Wifi`.
+    pub async fn upload_media(&self) -> Result<MediaOutcome> {
+        self.open_store()?;
+        let sync = Arc::clone(&self.sync);
+        let outcome = self
+            .on_runtime(async move { Ok(sync.upload_media().await?) })
             .await?;
         Ok(outcome.into())
     }

@@ -8,6 +8,7 @@ use crewsync_core::media::queue::{
 use crewsync_core::media::signature as core_signature;
 use crewsync_core::model::{self, StepNumber, Timestamp};
 use crewsync_core::store::{CaptureInfo as CoreInfo, MediaProblem as CoreProblem};
+use crewsync_core::sync::runtime::MediaOutcome as CoreMediaOutcome;
 
 use crate::error::{CrewsyncError, Result};
 use crate::records::{GpsPoint, SignerRole};
@@ -188,6 +189,33 @@ impl From<QueueProgress> for MediaProgress {
             pending_bytes: p.pending_bytes,
             set_aside_items: p.set_aside_items,
             done_items: p.done_items,
+        }
+    }
+}
+
+/// What one upload round did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, uniffi::Record)]
+pub struct MediaOutcome {
+    /// Items the server confirmed complete.
+    pub uploaded: u32,
+    /// Bytes sent of the items completed.
+    pub bytes: u64,
+    /// Items the server refused this round (each counted against the item) …
+    pub failed: u32,
+    /// … and of those, items set aside after their last attempt.
+    pub set_aside: u32,
+    /// The queue after the round.
+    pub progress: MediaProgress,
+}
+
+impl From<CoreMediaOutcome> for MediaOutcome {
+    fn from(o: CoreMediaOutcome) -> Self {
+        Self {
+            uploaded: o.uploaded,
+            bytes: o.bytes,
+            failed: o.failed,
+            set_aside: o.set_aside,
+            progress: o.progress.into(),
         }
     }
 }

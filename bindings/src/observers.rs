@@ -206,9 +206,8 @@ pub(crate) fn watch_uploads(
 }
 
 /// The media the sync client is uploading now.
-fn uploading(_status: &CoreStatus) -> Option<String> {
-    // MEDIA: `status.uploading` once core's upload loop reports it.
-    None
+fn uploading(status: &CoreStatus) -> Option<String> {
+    status.uploading.map(|id| id.to_string())
 }
 
 fn handle(cancelled: Arc<AtomicBool>, task: tokio::task::AbortHandle) -> Arc<ObserverHandle> {

@@ -525,7 +525,10 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     pub last_success_ms: Option<i64>,
     pub last_error: Option<String>,
-    // MEDIA: upload counts ("3 photos uploading") join here when the media API lands.
+    /// The media upload queue, updated as the server confirms each chunk.
+    pub media: crate::media::MediaProgress,
+    /// The media being uploaded now.
+    pub uploading_media_id: Option<String>,
 }
 
 impl From<CoreStatus> for SyncStatus {
@@ -538,6 +541,8 @@ impl From<CoreStatus> for SyncStatus {
             pending_changes: s.pending_changes,
             last_success_ms: s.last_success.map(model::Timestamp::millis),
             last_error: s.last_error,
+            media: s.media.into(),
+            uploading_media_id: s.uploading.map(|id| id.to_string()),
         }
     }
 }
@@ -551,6 +556,8 @@ pub struct SyncOutcome {
     pub received: u64,
     pub applied_new: u64,
     pub pending: u64,
+    /// The upload round that followed the document exchange.
+    pub media: crate::media::MediaOutcome,
 }
 
 impl From<CoreOutcome> for SyncOutcome {
@@ -562,6 +569,7 @@ impl From<CoreOutcome> for SyncOutcome {
             received: o.received as u64,
             applied_new: o.applied_new as u64,
             pending: o.pending,
+            media: o.media.into(),
         }
     }
 }

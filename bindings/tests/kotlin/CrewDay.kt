@@ -363,9 +363,12 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     verify("offline work is queued", driver.pendingChanges() > 0uL)
     eventually("the status observer hears the failure") { status.seen.any { it.lastError != null } }
 
-    // Reconnect.
+    // Reconnect: one sync pushes the entries, then uploads what they reference.
     server.start()
-    driver.syncNow()
+    val reconnected = driver.syncNow()
+    verify("the sync uploaded every queued file", reconnected.media.uploaded.toULong() == expected - queued) {
+        "${reconnected.media}"
+    }
     verify("after reconnecting nothing is pending", driver.pendingChanges() == 0uL)
     mover.syncNow()
     val seenByMover = mover.journey(journey)
@@ -382,7 +385,22 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     eventually("the mover's observer hears the offline note") {
         moverView.seen.any { j -> j.notes.any { it.text == "Written offline" } }
     }
-    // MEDIA-UPLOAD: the server's bytes are checked here once core uploads on sync.
+    verify("nothing is left to upload", driver.mediaProgress().pendingItems == 0uL && reconnected.media.progress.pendingItems == 0uL)
+    for ((ref, bytes) in listOf(sealedPhoto to jpegs[0], photo2 to jpegs[1])) {
+        val (code, body) = dispatcher.media(ref.id)
+        verify("the server holds photo ${ref.id.takeLast(6)} byte for byte", code == 200 && sha256(body) == sha256(bytes)) {
+            "HTTP $code, ${body.size} bytes"
+        }
+    }
+    val (signatureCode, signatureBody) = dispatcher.media(signature.id)
+    verify("the server holds the signature's PNG byte for byte", signatureCode == 200 && sha256(signatureBody) == signature.sha256) {
+        "HTTP $signatureCode"
+    }
+    eventually("the upload observer hears the queue drain") { uploads.seen.last().queue.pendingItems == 0uL }
+    verify("the upload observer heard items pending, then none", uploads.seen.any { it.queue.pendingItems == expected })
+    eventually("the status line no longer says uploading") { !uploadsState.line.contains("uploading") }
+    verify("the sync status carries the media queue", driver.syncStatus().media.pendingItems == 0uL)
+    verify("the status observer heard media pending", status.seen.any { it.media.pendingItems > 0uL })
     uploadsState.close()
     screenOffline.close()
     uploadsHandle.close()

@@ -105,11 +105,18 @@ def test_photos_and_a_signature_captured_offline_reach_the_server(
     offline.shutdown()
 
     back = open_device(server.url, "offline-media")
-    run(back.sync_now())
+    outcome = run(back.sync_now())
     assert back.pending_changes() == 0
     office = dispatcher.journey(journey)
     assert {first.id, second.id, signed.id} <= {m["id"] for m in office["media"]}
-    # MEDIA-UPLOAD: the server's bytes are checked here once core uploads on sync.
+    assert outcome.media.uploaded == 5, outcome.media
+    assert back.media_progress().pending_items == 0
+    for ref, data in ((first, photos[0]), (second, photos[1])):
+        status, body = dispatcher.media(ref.id)
+        assert status == 200 and sha256(body) == sha256(data)
+    status, body = dispatcher.media(signed.id)
+    assert status == 200 and sha256(body) == signed.sha256
+    assert back.sync_status().media.pending_items == 0
 
 
 def test_errors_an_app_acts_on(server, dispatcher, open_device, tmp_path):
@@ -254,4 +261,24 @@ def test_threads_capture_at_once(server, dispatcher, open_device):
     office = dispatcher.journey(journey)
     assert len(office["media"]) == 14
     assert len(office["notes"]) == 12
-    # MEDIA-UPLOAD: the server's bytes are checked here once core uploads on sync.
+    assert driver.media_progress().pending_items == 0
+    for ref, data in captured:
+        status, body = dispatcher.media(ref.id)
+        assert status == 200 and sha256(body) == sha256(data), (status, ref.id)
+
+
+def test_the_network_hint_holds_uploads_until_a_network_is_usable(server, dispatcher, open_device):
+    driver, user = signed_in(open_device, server.url, "hint")
+    journey = dispatcher.new_journey(crew=[user.user_id])
+    run(driver.sync_now())
+    driver.set_network_type(ffi.NetworkType.OFFLINE)
+    data = jpeg(seed=11)
+    ref = run(driver.capture_photo_bytes(journey, data, ffi.CaptureInfo()))
+    outcome = run(driver.sync_now())  # the entry goes; the files wait for a network
+    assert outcome.media.uploaded == 0 and driver.media_progress().pending_items == 2
+    assert dispatcher.media(ref.id)[0] != 200, "control: the server does not have it yet"
+    driver.set_network_type(ffi.NetworkType.CELLULAR)
+    outcome = run(driver.upload_media())
+    assert outcome.uploaded == 2 and outcome.progress.pending_items == 0, outcome
+    status, body = dispatcher.media(ref.id)
+    assert status == 200 and sha256(body) == sha256(data)
