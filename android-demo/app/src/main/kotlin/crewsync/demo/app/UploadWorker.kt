@@ -33,8 +33,10 @@ class UploadWorker(context: Context, params: WorkerParameters) : CoroutineWorker
             // sync_now exchanges documents first (an upload needs its entry on the
             // server), then uploads the queue. It suspends; crewsync does the work
             // on its own threads, so cancelling this worker never leaves half a file.
-            device.syncNow()
-            if (device.mediaProgress().pendingItems == 0uL) Result.success() else Result.retry()
+            val outcome = device.syncNow()
+            // Items left over (a Wi-Fi-only video on cellular, a server refusal being
+            // backed off) get another run; set-aside ones wait for the crew's retry.
+            if (outcome.media.progress.pendingItems == 0uL) Result.success() else Result.retry()
         } catch (e: CrewsyncException.Network) {
             Result.retry()
         } catch (e: CrewsyncException.Auth) {
