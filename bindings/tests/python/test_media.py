@@ -282,3 +282,34 @@ def test_the_network_hint_holds_uploads_until_a_network_is_usable(server, dispat
     assert outcome.uploaded == 2 and outcome.progress.pending_items == 0, outcome
     status, body = dispatcher.media(ref.id)
     assert status == 200 and sha256(body) == sha256(data)
+
+
+def test_a_capture_does_not_block_the_callers_event_loop(server, dispatcher, open_device):
+    """The capture decodes and thumbnails a 12 MP photo on crewsync's threads: the
+    caller's event loop keeps running meanwhile. Were the call blocking, the capture
+    would finish inside its first step and the ticker would never see it pending."""
+    import asyncio
+
+    driver, user = signed_in(open_device, server.url, "nonblocking")
+    journey = dispatcher.new_journey(crew=[user.user_id])
+    run(driver.sync_now())
+    big = io.BytesIO()
+    Image.effect_noise((4000, 3000), 64).convert("RGB").save(big, "JPEG", quality=90)
+    state = {"done": False, "ticks": 0}
+
+    async def capture():
+        ref = await driver.capture_photo_bytes(journey, big.getvalue(), ffi.CaptureInfo())
+        state["done"] = True
+        return ref
+
+    async def ticker():
+        while not state["done"]:
+            state["ticks"] += 1
+            await asyncio.sleep(0)
+
+    async def both():
+        return await asyncio.gather(capture(), ticker())
+
+    ref, _ = asyncio.run(both())
+    assert (ref.width, ref.height) == (4000, 3000)
+    assert state["ticks"] > 0
