@@ -52,7 +52,8 @@ enum StatusWording {
         if photos > 0 { parts.append("\(plural(photos, "photo")) uploading") }
         if videos > 0 { parts.append("\(plural(videos, "video")) uploading") }
         if signatures > 0 { parts.append("\(plural(signatures, "signature")) uploading") }
-        if p.queue.setAsideItems > 0 { parts.append("\(p.queue.setAsideItems) uploads need attention") }
+        let setAside = p.queue.setAsideItems
+        if setAside > 0 { parts.append(setAside == 1 ? "1 upload needs attention" : "\(setAside) uploads need attention") }
         return parts.joined(separator: ", ")
     }
 

@@ -477,6 +477,27 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
         expectError<CrewsyncException.StorageFull>("shutdown on a full disk is StorageFull") { full.shutdown() }
     }
 
+    // A queued file lost behind the store's back: reported at open, set aside, retried
+    // through the demo's upload state.
+    val lossy = CrewDevice.open(File(dir, "lossy.sqlite").path, server.url)
+    lossy.signIn("driver@lgm.example", PASSWORD)
+    lossy.syncNow()
+    lossy.setNetworkType(NetworkType.OFFLINE) // keep it queued
+    val lost = lossy.capturePhotoBytes(journey, jpeg(320, 240, 9), CaptureInfo())
+    lossy.shutdown()
+    val original = File(dir, "lossy.sqlite.media").listFiles().orEmpty().filter { it.name.startsWith(lost.id) && !it.name.contains("thumb") }
+    verify("the original is kept beside the store", original.size == 1)
+    original.forEach { it.delete() }
+    val reopened = CrewDevice.open(File(dir, "lossy.sqlite").path, server.url)
+    val problems = reopened.mediaProblems()
+    verify("the lost file is reported", problems.size == 1 && problems[0].reason.contains("missing")) { "$problems" }
+    val lossyUploads = UploadsState(reopened)
+    eventually("the status line asks for attention") { lossyUploads.line.contains("1 upload needs attention") }
+    verify("retry puts the set-aside item back in line", lossyUploads.retrySetAside() == 1)
+    eventually("nothing is set aside after the retry") { lossyUploads.progress.value?.queue?.setAsideItems == 0uL }
+    lossyUploads.close()
+    reopened.shutdown()
+
     // Backgrounding: suspend lets go of the file, resume carries on.
     driver.startBackgroundSync(60_000uL)
     driver.suspend()

@@ -55,7 +55,7 @@ fun uploadLine(progress: UploadProgress?): String {
         count(UploadKind.PHOTO, UploadKind.THUMBNAIL).takeIf { it > 0 }?.let { "${plural(it, "photo")} uploading" },
         count(UploadKind.VIDEO).takeIf { it > 0 }?.let { "${plural(it, "video")} uploading" },
         count(UploadKind.SIGNATURE).takeIf { it > 0 }?.let { "${plural(it, "signature")} uploading" },
-        progress.queue.setAsideItems.takeIf { it > 0uL }?.let { "$it uploads need attention" },
+        progress.queue.setAsideItems.takeIf { it > 0uL }?.let { if (it == 1uL) "1 upload needs attention" else "$it uploads need attention" },
     )
     return parts.joinToString(", ")
 }
