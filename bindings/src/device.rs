@@ -15,18 +15,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use crewsync_core::ids::{ActivityId, JourneyId, LocationId, UserId};
+use crewsync_core::ids::{ActivityId, JourneyId, LocationId, MediaId, UserId};
 use crewsync_core::model::{StepNumber, Timestamp};
+use crewsync_core::store::MediaSource;
 use crewsync_core::sync::runtime::{Backoff, SyncClient};
 use crewsync_core::{DeviceStore, StoreOptions};
 use tokio::sync::watch;
 
 use crate::error::{CrewsyncError, Result};
+use crate::media::{
+    CaptureInfo, MediaOutcome, MediaProblem, MediaProgress, SignatureCapture, SignatureRefusal,
+    UploadItem,
+};
 use crate::observers::{
-    JourneyObserver, ObserverHandle, SyncStatusObserver, watch_journey, watch_sync_status,
+    JourneyObserver, ObserverHandle, SyncStatusObserver, UploadProgressObserver, watch_journey,
+    watch_sync_status, watch_uploads,
 };
 use crate::records::{
-    ActivityKind, GpsPoint, Journey, JourneySummary, Location, NetworkType, NewEntry,
+    ActivityKind, GpsPoint, Journey, JourneySummary, Location, MediaRef, NetworkType, NewEntry,
     RejectedChange, Role, SignedInUser, Stage, SyncOutcome, SyncStatus,
 };
 
@@ -77,6 +83,7 @@ impl CrewDevice {
             SyncClient::new(Arc::clone(&store), &server_url)?
         };
         let (local_writes, _) = watch::channel(0);
+        store.set_network(NetworkType::Unknown.into())?;
         Ok(Arc::new(Self {
             handle: runtime.handle().clone(),
             runtime: Some(runtime),
@@ -322,9 +329,116 @@ impl CrewDevice {
         self.write(|s| s.flush_gps(journey_id.parse()?))
     }
 
-    // MEDIA: photo, video and signature capture (`capture_photo(journey_id, step,
-    // path, …) -> media id` and friends) go here when core's media API lands; they
-    // map onto it like the actions above and bump `local_writes` through `write`.
+    // ---- media: capture decodes, thumbnails and fsyncs, so it is async ----------
+
+    /// Captures a JPEG, PNG or WebP photo from a file the camera wrote (copied, never
+    /// moved). The original is kept byte for byte, a thumbnail is made, and the PHOTO
+    /// entry and both uploads are queued in one transaction. `InvalidInput` for
+    /// another format (judged by its bytes), a damaged image or a decompression bomb;
+    /// `StorageFull` when the disk is full; in each case nothing is stored.
+    pub async fn capture_photo(
+        &self,
+        journey_id: String,
+        path: String,
+        info: CaptureInfo,
+    ) -> Result<MediaRef> {
+        let journey: JourneyId = journey_id.parse()?;
+        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
+        self.write_off_thread(move |s| {
+            s.capture_photo(journey, MediaSource::Path(path.into()), info)
+        })
+        .await
+    }
+
+    /// [`capture_photo`](Self::capture_photo) from bytes the app holds.
+    pub async fn capture_photo_bytes(
+        &self,
+        journey_id: String,
+        bytes: Vec<u8>,
+        info: CaptureInfo,
+    ) -> Result<MediaRef> {
+        let journey: JourneyId = journey_id.parse()?;
+        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
+        self.write_off_thread(move |s| s.capture_photo(journey, MediaSource::Bytes(bytes), info))
+            .await
+    }
+
+    /// Captures an MP4 or QuickTime video from a file, kept as it is. Large videos
+    /// upload on Wi-Fi only.
+    pub async fn capture_video(
+        &self,
+        journey_id: String,
+        path: String,
+        info: CaptureInfo,
+    ) -> Result<MediaRef> {
+        let journey: JourneyId = journey_id.parse()?;
+        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
+        self.write_off_thread(move |s| {
+            s.capture_video(journey, MediaSource::Path(path.into()), info)
+        })
+        .await
+    }
+
+    /// Captures a signature: the strokes become a deterministic PNG whose SHA-256 is
+    /// bound with the signer, the document and its hash in a SIGNATURE entry.
+    /// `InvalidInput` without consent, with no strokes or points off the pad.
+    pub async fn capture_signature(
+        &self,
+        journey_id: String,
+        capture: SignatureCapture,
+    ) -> Result<MediaRef> {
+        let journey: JourneyId = journey_id.parse()?;
+        let capture: crewsync_core::media::SignatureCapture = capture.try_into()?;
+        self.write_off_thread(move |s| s.capture_signature(journey, &capture))
+            .await
+    }
+
+    /// Records that the signer refused to sign, with the reason (nothing to upload).
+    pub fn record_signature_refusal(
+        &self,
+        journey_id: String,
+        refusal: SignatureRefusal,
+    ) -> Result<MediaRef> {
+        let refusal: crewsync_core::media::SignatureRefusal = refusal.try_into()?;
+        self.write(|s| s.record_signature_refusal(journey_id.parse()?, &refusal))
+            .map(Into::into)
+    }
+
+    /// Tombstones a photo, video or signature (its bytes and upload stay).
+    /// `NotAllowed` for crews once it is sealed evidence: its step's inventory or
+    /// a signature is complete.
+    pub fn remove_media(&self, journey_id: String, media_id: String) -> Result<()> {
+        self.write(|s| {
+            let media: MediaId = media_id.parse()?;
+            s.remove_media(journey_id.parse()?, media)
+        })
+    }
+
+    /// Items and bytes still to upload.
+    pub fn media_progress(&self) -> Result<MediaProgress> {
+        Ok(self.open_store()?.media_progress()?.into())
+    }
+
+    /// Every upload item: pending ones in upload order, then set aside, then done.
+    pub fn upload_queue(&self) -> Result<Vec<UploadItem>> {
+        let items = self.open_store()?.upload_queue()?;
+        Ok(items.into_iter().map(Into::into).collect())
+    }
+
+    /// Queued files found missing or damaged when the store was opened; their items
+    /// are set aside.
+    pub fn media_problems(&self) -> Result<Vec<MediaProblem>> {
+        let problems = self.open_store()?.media_problems()?;
+        Ok(problems.into_iter().map(Into::into).collect())
+    }
+
+    /// Puts a set-aside upload item back in line.
+    pub fn retry_media(&self, item_id: String) -> Result<()> {
+        self.open_store()?.retry_upload(&item_id)?;
+        self.local_writes.send_modify(|n| *n = n.wrapping_add(1));
+        self.sync.wake();
+        Ok(())
+    }
 
     // ---- sync ------------------------------------------------------------------
 
@@ -334,6 +448,17 @@ impl CrewDevice {
         let sync = Arc::clone(&self.sync);
         let outcome = self
             .on_runtime(async move { Ok(sync.sync_now().await?) })
+            .await?;
+        Ok(outcome.into())
+    }
+
+    /// Uploads the media queue now (what `sync_now` does after its exchange), on the
+    /// network last set: `Offline` uploads nothing; large videos wait for `Wifi`.
+    pub async fn upload_media(&self) -> Result<MediaOutcome> {
+        self.open_store()?;
+        let sync = Arc::clone(&self.sync);
+        let outcome = self
+            .on_runtime(async move { Ok(sync.upload_media().await?) })
             .await?;
         Ok(outcome.into())
     }
@@ -366,14 +491,18 @@ impl CrewDevice {
     }
 
     /// What kind of network the platform reports. Offline pauses background sync
-    /// (no backoff is spent on a known-dead link); any other type resumes it.
-    pub fn set_network_type(&self, network: NetworkType) {
+    /// (no backoff is spent on a known-dead link); any other type resumes it. The
+    /// upload queue follows it too: large videos wait for Wi-Fi; `Unknown` counts as
+    /// a metered network.
+    pub fn set_network_type(&self, network: NetworkType) -> Result<()> {
+        self.open_store()?.set_network(network.into())?;
         *lock(&self.network) = network;
         if network == NetworkType::Offline {
             self.sync.pause();
         } else {
             self.sync.resume();
         }
+        Ok(())
     }
 
     pub fn network_type(&self) -> NetworkType {
@@ -401,6 +530,21 @@ impl CrewDevice {
             &self.handle,
             Arc::clone(self.open_store()?),
             journey_id.parse()?,
+            self.local_writes.subscribe(),
+            self.sync.status(),
+            observer,
+        ))
+    }
+
+    /// Calls `observer` with the upload queue as it is now, then after every capture,
+    /// upload step and sync that changes it.
+    pub fn observe_uploads(
+        &self,
+        observer: Box<dyn UploadProgressObserver>,
+    ) -> Result<Arc<ObserverHandle>> {
+        Ok(watch_uploads(
+            &self.handle,
+            Arc::clone(self.open_store()?),
             self.local_writes.subscribe(),
             self.sync.status(),
             observer,
@@ -481,6 +625,27 @@ impl CrewDevice {
         self.local_writes.send_modify(|n| *n = n.wrapping_add(1));
         self.sync.wake();
         Ok(done)
+    }
+
+    /// [`write`](Self::write) for long work (decoding, thumbnails, file fsyncs): run
+    /// on the owned runtime's blocking pool, never on the caller's thread. A cancelled
+    /// call leaves the capture to finish (or fail) whole.
+    async fn write_off_thread<T: Into<R> + Send + 'static, R: Send + 'static>(
+        &self,
+        action: impl FnOnce(&DeviceStore) -> crewsync_core::Result<T> + Send + 'static,
+    ) -> Result<R> {
+        let store = Arc::clone(self.open_store()?);
+        let done = self
+            .on_runtime(async move {
+                tokio::task::spawn_blocking(move || action(&store))
+                    .await
+                    .map_err(|e| CrewsyncError::other(format!("crewsync task failed: {e}")))?
+                    .map_err(CrewsyncError::from)
+            })
+            .await?;
+        self.local_writes.send_modify(|n| *n = n.wrapping_add(1));
+        self.sync.wake();
+        Ok(done.into())
     }
 
     /// Runs `work` on the owned runtime; the caller's future only waits for it, so

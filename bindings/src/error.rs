@@ -115,6 +115,15 @@ mod tests {
             ),
             (Error::InvalidInput("empty".into()), "InvalidInput"),
             (Error::UnknownJourney("j".into()), "InvalidInput"),
+            (Error::Unsupported("image/gif".into()), "InvalidInput"),
+            (Error::InvalidMedia("60000×60000".into()), "InvalidInput"),
+            (
+                Error::NotAllowed(crewsync_core::policy::Denial::Role {
+                    role: crewsync_core::model::Role::Mover,
+                    what: "remove sealed photos".into(),
+                }),
+                "NotAllowed",
+            ),
             (
                 Error::Server {
                     status: 400,

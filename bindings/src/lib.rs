@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod error;
+pub mod media;
 pub mod observers;
 pub mod records;
 

@@ -14,6 +14,7 @@ use crewsync_core::ids::JourneyId;
 use crewsync_core::sync::runtime::SyncStatus as CoreStatus;
 use tokio::sync::watch;
 
+use crate::media::UploadProgress;
 use crate::records::{Journey, RejectedChange, SyncStatus};
 
 /// Hears the sync status: connection, pending changes, last outcome.
@@ -29,9 +30,13 @@ pub trait JourneyObserver: Send + Sync {
     fn on_journey(&self, journey: Journey, rejected: Vec<RejectedChange>);
 }
 
-// MEDIA: an `UploadProgressObserver` (per media item: bytes sent of total, done,
-// failed with reason) and `CrewDevice::observe_uploads` go here, built like
-// `observe_sync_status`, once core's media queue exposes a progress watch.
+/// Hears the media upload queue: totals, the item being sent, and every item (bytes
+/// sent of its size, done, or set aside with the reason), after each capture, each
+/// upload step and each sync.
+#[uniffi::export(callback_interface)]
+pub trait UploadProgressObserver: Send + Sync {
+    fn on_progress(&self, progress: UploadProgress);
+}
 
 /// A subscription. Cancelled by [`cancel`](Self::cancel) or when the handle is
 /// dropped (Kotlin: `close()`/`use {}`; Swift and Python: on release). A delivery
@@ -151,6 +156,58 @@ pub(crate) fn watch_journey(
         }
     });
     handle(cancelled, task.abort_handle())
+}
+
+/// Re-reads the upload queue after every local write (a capture) and every status
+/// change (an upload step, a sync), and delivers it when it differs.
+pub(crate) fn watch_uploads(
+    runtime: &tokio::runtime::Handle,
+    store: Arc<DeviceStore>,
+    mut local_writes: watch::Receiver<u64>,
+    mut status: watch::Receiver<CoreStatus>,
+    observer: Box<dyn UploadProgressObserver>,
+) -> Arc<ObserverHandle> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let observer: Arc<dyn UploadProgressObserver> = Arc::from(observer);
+    let flag = Arc::clone(&cancelled);
+    let task = runtime.spawn(async move {
+        let mut last: Option<UploadProgress> = None;
+        loop {
+            local_writes.borrow_and_update();
+            let uploading = uploading(&status.borrow_and_update());
+            let store = Arc::clone(&store);
+            let read = tokio::task::spawn_blocking(move || {
+                Ok::<_, crewsync_core::Error>(UploadProgress {
+                    queue: store.media_progress()?.into(),
+                    uploading_media_id: uploading,
+                    items: store.upload_queue()?.into_iter().map(Into::into).collect(),
+                })
+            })
+            .await;
+            match read {
+                // Unchanged, or the store is suspended: wait for the next change.
+                Ok(Ok(now)) if last.as_ref() != Some(&now) => {
+                    last = Some(now.clone());
+                    let observer = Arc::clone(&observer);
+                    if !deliver(&flag, move || observer.on_progress(now)).await {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+            tokio::select! {
+                changed = local_writes.changed() => if changed.is_err() { return },
+                changed = status.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    handle(cancelled, task.abort_handle())
+}
+
+/// The media the sync client is uploading now.
+fn uploading(status: &CoreStatus) -> Option<String> {
+    status.uploading.map(|id| id.to_string())
 }
 
 fn handle(cancelled: Arc<AtomicBool>, task: tokio::task::AbortHandle) -> Arc<ObserverHandle> {

@@ -2,6 +2,7 @@
 //! type. Ids cross as UUID strings, days as `YYYY-MM-DD`, times as milliseconds since
 //! the Unix epoch (UTC).
 
+use crewsync_core::media::NetworkKind;
 use crewsync_core::model;
 use crewsync_core::store::RejectedChange as CoreRejected;
 use crewsync_core::sync::auth::UserView;
@@ -64,10 +65,15 @@ mirror_enum!(MediaKind {
     Video,
     Signature
 });
+mirror_enum!(
+    /// Who signed: the customer, or a crew member.
+    SignerRole { Customer, Crew }
+);
 
 /// What kind of network the platform says the device is on. Stored for the media
 /// upload queue (large uploads wait for an unmetered network); a change to a usable
-/// network also wakes background sync.
+/// network also wakes background sync. `Unknown` (before the app has said) counts as
+/// a metered network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, uniffi::Enum)]
 pub enum NetworkType {
     #[default]
@@ -75,6 +81,16 @@ pub enum NetworkType {
     Offline,
     Wifi,
     Cellular,
+}
+
+impl From<NetworkType> for NetworkKind {
+    fn from(n: NetworkType) -> Self {
+        match n {
+            NetworkType::Offline => Self::Offline,
+            NetworkType::Wifi => Self::Wifi,
+            NetworkType::Cellular | NetworkType::Unknown => Self::Cellular,
+        }
+    }
 }
 
 /// Who did something, and when their device says it was.
@@ -223,16 +239,31 @@ impl TryFrom<NewEntry> for model::NewEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+/// A photo, video or signature in a journey. Removed media stays, tombstoned.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
 pub struct MediaRef {
     pub id: String,
     pub kind: MediaKind,
+    /// Lowercase hex SHA-256 of the original (none for a refusal to sign).
     pub sha256: Option<String>,
     pub size: Option<u64>,
     pub step: Option<u8>,
     pub activity: Option<String>,
+    /// The entry that records the capture.
     pub entry: Option<String>,
     pub captured: Stamp,
+    pub content_type: Option<String>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// When it was taken: the camera's EXIF time where present, else the device's.
+    pub captured_at_ms: Option<i64>,
+    /// The app's GPS fix at capture, and the camera's own (EXIF), if any.
+    pub gps: Option<GpsPoint>,
+    pub exif_gps: Option<GpsPoint>,
+    pub thumbnail_sha256: Option<String>,
+    pub signature: Option<crate::media::SignatureRecord>,
+    /// Who removed it and when, if it was removed.
+    pub removed: Option<Stamp>,
 }
 
 /// A whole journey as the app reads it.
@@ -303,7 +334,7 @@ impl From<model::Journey> for Journey {
             entries: j.entries.into_iter().map(entry).collect(),
             gps_point_count: j.gps_point_count,
             last_gps: j.last_gps.map(Into::into),
-            media: j.media.into_iter().map(media).collect(),
+            media: j.media.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -361,16 +392,27 @@ fn entry(e: model::Entry) -> Entry {
     }
 }
 
-fn media(m: model::MediaRef) -> MediaRef {
-    MediaRef {
-        id: m.id.to_string(),
-        kind: m.kind.into(),
-        sha256: m.sha256,
-        size: m.size,
-        step: m.step,
-        activity: m.activity.map(|id| id.to_string()),
-        entry: m.entry.map(|id| id.to_string()),
-        captured: m.captured.into(),
+impl From<model::MediaRef> for MediaRef {
+    fn from(m: model::MediaRef) -> Self {
+        Self {
+            id: m.id.to_string(),
+            kind: m.kind.into(),
+            sha256: m.sha256,
+            size: m.size,
+            step: m.step,
+            activity: m.activity.map(|id| id.to_string()),
+            entry: m.entry.map(|id| id.to_string()),
+            captured: m.captured.into(),
+            content_type: m.content_type,
+            width: m.width,
+            height: m.height,
+            captured_at_ms: m.captured_at.map(model::Timestamp::millis),
+            gps: m.gps.map(Into::into),
+            exif_gps: m.exif_gps.map(Into::into),
+            thumbnail_sha256: m.thumbnail_sha256,
+            signature: m.signature.map(Into::into),
+            removed: m.removed.map(Into::into),
+        }
     }
 }
 
@@ -483,7 +525,10 @@ pub struct SyncStatus {
     pub pending_changes: u64,
     pub last_success_ms: Option<i64>,
     pub last_error: Option<String>,
-    // MEDIA: upload counts ("3 photos uploading") join here when the media API lands.
+    /// The media upload queue, updated as the server confirms each chunk.
+    pub media: crate::media::MediaProgress,
+    /// The media being uploaded now.
+    pub uploading_media_id: Option<String>,
 }
 
 impl From<CoreStatus> for SyncStatus {
@@ -496,6 +541,8 @@ impl From<CoreStatus> for SyncStatus {
             pending_changes: s.pending_changes,
             last_success_ms: s.last_success.map(model::Timestamp::millis),
             last_error: s.last_error,
+            media: s.media.into(),
+            uploading_media_id: s.uploading.map(|id| id.to_string()),
         }
     }
 }
@@ -509,6 +556,8 @@ pub struct SyncOutcome {
     pub received: u64,
     pub applied_new: u64,
     pub pending: u64,
+    /// The upload round that followed the document exchange.
+    pub media: crate::media::MediaOutcome,
 }
 
 impl From<CoreOutcome> for SyncOutcome {
@@ -520,6 +569,7 @@ impl From<CoreOutcome> for SyncOutcome {
             received: o.received as u64,
             applied_new: o.applied_new as u64,
             pending: o.pending,
+            media: o.media.into(),
         }
     }
 }
@@ -542,5 +592,20 @@ impl From<CoreRejected> for RejectedChange {
             reason: r.reason,
             rejected_at_ms: r.rejected_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crewsync_core::media::queue::allowed_on;
+
+    #[test]
+    fn an_unknown_network_uploads_small_items_and_keeps_wifi_only_ones_waiting() {
+        let unknown: NetworkKind = NetworkType::Unknown.into();
+        assert!(allowed_on(unknown, false));
+        assert!(!allowed_on(unknown, true));
+        assert!(!allowed_on(NetworkType::Offline.into(), false));
+        assert!(allowed_on(NetworkType::Wifi.into(), true));
     }
 }

@@ -4,20 +4,30 @@
 
 import crewsync.*
 import crewsync.demo.JourneyState
+import crewsync.demo.SignaturePad
 import crewsync.demo.TodayState
+import crewsync.demo.UploadsState
+import crewsync.demo.statusLine
 import crewsync.demo.syncLine
 import kotlinx.coroutines.runBlocking
+import java.awt.image.BufferedImage
+import java.io.ByteArrayOutputStream
 import java.io.File
 import java.net.ServerSocket
 import java.net.URI
 import java.net.http.HttpClient
 import java.net.http.HttpRequest
 import java.net.http.HttpResponse
+import java.nio.ByteBuffer
 import java.nio.file.Files
+import java.security.MessageDigest
 import java.time.LocalDate
 import java.time.ZoneOffset
 import java.util.UUID
 import java.util.concurrent.CopyOnWriteArrayList
+import java.util.zip.CRC32
+import java.util.zip.Deflater
+import javax.imageio.ImageIO
 
 const val PASSWORD = "crewsync-demo"
 
@@ -59,6 +69,52 @@ fun eventually(what: String, condition: () -> Boolean) {
 fun freePort(): Int = ServerSocket(0).use { it.localPort }
 
 fun today(): String = LocalDate.now(ZoneOffset.UTC).toString()
+
+fun sha256(bytes: ByteArray): String =
+    MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
+
+/** A real JPEG from the JVM's own encoder: gradients plus noise, so it compresses like a photo. */
+fun jpeg(width: Int, height: Int, seed: Int): ByteArray {
+    val image = BufferedImage(width, height, BufferedImage.TYPE_INT_RGB)
+    val random = java.util.Random(seed.toLong())
+    for (y in 0 until height) for (x in 0 until width) {
+        val noise = random.nextInt(48)
+        val r = (x * 255 / width + noise).coerceAtMost(255)
+        val g = (y * 255 / height + noise / 2).coerceAtMost(255)
+        val b = ((x + y) * 127 / (width + height) + noise).coerceAtMost(255)
+        image.setRGB(x, y, (r shl 16) or (g shl 8) or b)
+    }
+    val out = ByteArrayOutputStream()
+    check(ImageIO.write(image, "jpg", out)) { "no JPEG writer in this JVM" }
+    return out.toByteArray()
+}
+
+/** A 60 KB-ish PNG whose header declares 60000×60000 pixels: a decompression bomb. */
+fun pngBomb(): ByteArray {
+    fun chunk(type: String, data: ByteArray): ByteArray {
+        val body = type.toByteArray() + data
+        val crc = CRC32().apply { update(body) }.value.toInt()
+        return ByteBuffer.allocate(4).putInt(data.size).array() + body + ByteBuffer.allocate(4).putInt(crc).array()
+    }
+    val header = ByteBuffer.allocate(13).putInt(60_000).putInt(60_000).put(8).put(2).put(0).put(0).put(0).array()
+    val deflater = Deflater().apply { setInput(ByteArray(65_536)); finish() }
+    val compressed = ByteArray(65_536).let { it.copyOf(deflater.deflate(it)) }
+    return byteArrayOf(0x89.toByte(), 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A) +
+        chunk("IHDR", header) + chunk("IDAT", compressed) + chunk("IEND", ByteArray(0))
+}
+
+/** A signature drawn on a 400×150 pad, through the demo's pad model. */
+fun drawnSignature(): SignaturePad {
+    val pad = SignaturePad(400, 150)
+    val t = System.currentTimeMillis()
+    pad.down(20f, 100f, t, 0.4f)
+    for (i in 1..40) pad.move(20f + i * 8f, 100f - (i % 7) * 9f, t + i * 16, 0.6f)
+    pad.up()
+    pad.down(60f, 40f, t + 900)
+    pad.move(340f, 60f, t + 1200)
+    pad.up()
+    return pad
+}
 
 fun gps(i: Int) = GpsPoint(43.25 + i * 0.001, -79.87, 5.0f, System.currentTimeMillis() + i)
 
@@ -127,6 +183,14 @@ class Dispatcher(private val url: String) {
         locationId = Http.field(body, "location_id")
     }
 
+    /** The original bytes of a media item as the server holds them. */
+    fun media(mediaId: String): Pair<Int, ByteArray> {
+        val request = HttpRequest.newBuilder(URI("$url/v1/media/$mediaId"))
+            .header("authorization", "Bearer $token").GET().build()
+        val answer = HttpClient.newHttpClient().send(request, HttpResponse.BodyHandlers.ofByteArray())
+        return answer.statusCode() to answer.body()
+    }
+
     fun newJourney(vararg crew: String): String {
         val (status, body) = Http.send(
             "POST", "$url/v1/journeys", token,
@@ -146,6 +210,13 @@ class StatusLog : SyncStatusObserver {
     val seen = CopyOnWriteArrayList<SyncStatus>()
     override fun onStatus(status: SyncStatus) {
         seen.add(status)
+    }
+}
+
+class UploadLog : UploadProgressObserver {
+    val seen = CopyOnWriteArrayList<UploadProgress>()
+    override fun onProgress(progress: UploadProgress) {
+        seen.add(progress)
     }
 }
 
@@ -234,13 +305,70 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     driver.addEntry(journey, NewEntry(EntryKind.NOTE, "SC", "Scratched table", gps(20), null, 2u, null))
     repeat(3) { driver.recordGpsPoint(journey, gps(30 + it)) }
     driver.flushGps(journey)
+
+    // Offline media: three photos (real JPEGs, one from the camera's file) and a signature.
+    val uploads = UploadLog()
+    val uploadsHandle = driver.observeUploads(uploads)
+    eventually("the upload observer gets the current queue first") { uploads.seen.isNotEmpty() }
+    val queued = uploads.seen.first().queue.pendingItems
+    val uploadsState = UploadsState(driver)
+    val jpegs = (1..3).map { jpeg(640, 480, it) }
+    val cameraFile = File(dir, "camera.jpg").apply { writeBytes(jpegs[0]) }
+    val screenOffline = JourneyState(driver, journey)
+    val sealedPhoto = screenOffline.capturePhoto(cameraFile.path, step = 1, tag = "BR")
+    val photo2 = screenOffline.capturePhotoBytes(jpegs[1], step = 2)
+    val photo3 = driver.capturePhotoBytes(journey, jpegs[2], CaptureInfo(step = 3u, text = "Hallway"))
+    val photos = listOf(sealedPhoto, photo2, photo3)
+    verify("each photo is kept byte for byte", photos.zip(jpegs).all { (ref, bytes) -> ref.sha256 == sha256(bytes) })
+    verify("the camera file is copied, not moved", cameraFile.readBytes().contentEquals(jpegs[0]))
+    verify("a photo's size is read from the image", sealedPhoto.width == 640u && sealedPhoto.height == 480u)
+    verify("a photo gets a thumbnail", sealedPhoto.thumbnailSha256 != null)
+    screenOffline.removeMedia(photo3.id)
+    verify("a crew may remove a photo before it is evidence", driver.journey(journey).media.first { it.id == photo3.id }.removed != null)
+    val pad = drawnSignature()
+    verify("the pad keeps both strokes", pad.strokes.size == 2 && !pad.isEmpty)
+    val signature = screenOffline.captureSignature(
+        pad, "Ada Customer", SignerRole.CUSTOMER, "bill_of_lading", sha256("BOL v1".toByteArray()),
+    )
+    verify("the signature binds its document", signature.signature?.document == "bill_of_lading" && signature.signature?.consent == true)
+    verify("the signature's PNG is hashed", signature.sha256?.length == 64)
+    val expected = queued + 7uL // three photos and their thumbnails, one signature
+    eventually("the upload observer sees $expected pending") { uploads.seen.last().queue.pendingItems == expected }
+    verify("media progress says the same", driver.mediaProgress().pendingItems == expected)
+    verify("the queue lists each item", driver.uploadQueue().count { it.state == UploadState.PENDING }.toULong() == expected)
+    eventually("the demo's status line counts photos and the signature") {
+        uploadsState.line.contains("3 photos uploading, 1 signature uploading")
+    }
+    val refusal = screenOffline.refuseSignature("Bo Customer", SignerRole.CUSTOMER, "inventory", sha256("inv".toByteArray()), "Will sign at delivery")
+    verify("a refusal is kept with its reason and no image", refusal.signature?.refused == "Will sign at delivery" && refusal.sha256 == null)
+    verify("a refusal queues nothing", driver.mediaProgress().pendingItems == expected)
+    expectError<CrewsyncException.InvalidInput>("an unsupported format is InvalidInput") {
+        runBlocking { driver.capturePhotoBytes(journey, "GIF89a-not-a-photo".toByteArray(), CaptureInfo()) }
+    }
+    expectError<CrewsyncException.InvalidInput>("a decompression bomb is InvalidInput") {
+        runBlocking { driver.capturePhotoBytes(journey, pngBomb(), CaptureInfo()) }
+    }
+    expectError<CrewsyncException.InvalidInput>("a signature without consent is InvalidInput") {
+        runBlocking {
+            driver.captureSignature(
+                journey,
+                SignatureCapture("Ada", SignerRole.CUSTOMER, "bill_of_lading", sha256(ByteArray(1)), false, 400u, 150u, pad.strokes, null, null),
+            )
+        }
+    }
+    expectError<CrewsyncException.NotAllowed>("removing sealed evidence is NotAllowed") { driver.removeMedia(journey, sealedPhoto.id) }
+    verify("refused captures stored nothing", driver.mediaProgress().pendingItems == expected)
+    verify("no media problems on a healthy store", driver.mediaProblems().isEmpty())
     expectError<CrewsyncException.Network>("sync offline is a Network error") { runBlocking { driver.syncNow() } }
     verify("offline work is queued", driver.pendingChanges() > 0uL)
     eventually("the status observer hears the failure") { status.seen.any { it.lastError != null } }
 
-    // Reconnect.
+    // Reconnect: one sync pushes the entries, then uploads what they reference.
     server.start()
-    driver.syncNow()
+    val reconnected = driver.syncNow()
+    verify("the sync uploaded every queued file", reconnected.media.uploaded.toULong() == expected - queued) {
+        "${reconnected.media}"
+    }
     verify("after reconnecting nothing is pending", driver.pendingChanges() == 0uL)
     mover.syncNow()
     val seenByMover = mover.journey(journey)
@@ -251,15 +379,49 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     )
     verify("the second device sees the entry", seenByMover.entries.any { it.text == "Scratched table" && it.tag == "SC" })
     verify("the second device sees every GPS fix", seenByMover.gpsPointCount == 9uL)
+    val moverMedia = seenByMover.media.associateBy { it.id }
+    verify("the second device sees every media reference", photos.all { it.id in moverMedia } && signature.id in moverMedia)
+    verify("the second device sees the signer", moverMedia[signature.id]?.signature?.signerName == "Ada Customer")
     eventually("the mover's observer hears the offline note") {
         moverView.seen.any { j -> j.notes.any { it.text == "Written offline" } }
     }
+    verify("nothing is left to upload", driver.mediaProgress().pendingItems == 0uL && reconnected.media.progress.pendingItems == 0uL)
+    for ((ref, bytes) in listOf(sealedPhoto to jpegs[0], photo2 to jpegs[1])) {
+        val (code, body) = dispatcher.media(ref.id)
+        verify("the server holds photo ${ref.id.takeLast(6)} byte for byte", code == 200 && sha256(body) == sha256(bytes)) {
+            "HTTP $code, ${body.size} bytes"
+        }
+    }
+    val (signatureCode, signatureBody) = dispatcher.media(signature.id)
+    verify("the server holds the signature's PNG byte for byte", signatureCode == 200 && sha256(signatureBody) == signature.sha256) {
+        "HTTP $signatureCode"
+    }
+    eventually("the upload observer hears the queue drain") { uploads.seen.last().queue.pendingItems == 0uL }
+    verify("the upload observer heard items pending, then none", uploads.seen.any { it.queue.pendingItems == expected })
+    eventually("the status line no longer says uploading") { !uploadsState.line.contains("uploading") }
+    verify("the sync status carries the media queue", driver.syncStatus().media.pendingItems == 0uL)
+    verify("the status observer heard media pending", status.seen.any { it.media.pendingItems > 0uL })
+    uploadsState.close()
+    screenOffline.close()
+    uploadsHandle.close()
 
     // The Android demo's state holders (android-demo/shared) over the same device.
     val today = TodayState(driver, dispatcher.locationId)
     eventually("the demo's today list shows the journey") { today.journeys.value.any { it.id == journey } }
     verify("the demo's sync line says synced", today.line == "synced") { today.line }
     verify("the sync line counts pending work", syncLine(driver.syncStatus().copy(pendingChanges = 12uL, lastSuccessMs = 1L)) == "12 pending")
+    val threePhotos = UploadProgress(
+        MediaProgress(6uL, 1uL, 0uL, 0uL), null,
+        photos.flatMap { p ->
+            listOf(UploadKind.PHOTO, UploadKind.THUMBNAIL).map { kind ->
+                UploadItem("${p.id}-$kind", p.id, journey, kind, "image/jpeg", "", 1uL, 0uL, 0u, false, UploadState.PENDING, null)
+            }
+        },
+    )
+    verify(
+        "the status line reads as the issue shows it",
+        statusLine(driver.syncStatus().copy(pendingChanges = 12uL, lastSuccessMs = 1L), threePhotos) == "12 pending, 3 photos uploading",
+    ) { statusLine(driver.syncStatus().copy(pendingChanges = 12uL, lastSuccessMs = 1L), threePhotos) }
     val screen = JourneyState(driver, journey)
     eventually("the demo's journey screen shows the journey") { screen.journey.value?.id == journey }
     screen.addNote("Through the demo's state holder")
@@ -315,6 +477,27 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
         expectError<CrewsyncException.StorageFull>("shutdown on a full disk is StorageFull") { full.shutdown() }
     }
 
+    // A queued file lost behind the store's back: reported at open, set aside, retried
+    // through the demo's upload state.
+    val lossy = CrewDevice.open(File(dir, "lossy.sqlite").path, server.url)
+    lossy.signIn("driver@lgm.example", PASSWORD)
+    lossy.syncNow()
+    lossy.setNetworkType(NetworkType.OFFLINE) // keep it queued
+    val lost = lossy.capturePhotoBytes(journey, jpeg(320, 240, 9), CaptureInfo())
+    lossy.shutdown()
+    val original = File(dir, "lossy.sqlite.media").listFiles().orEmpty().filter { it.name.startsWith(lost.id) && !it.name.contains("thumb") }
+    verify("the original is kept beside the store", original.size == 1)
+    original.forEach { it.delete() }
+    val reopened = CrewDevice.open(File(dir, "lossy.sqlite").path, server.url)
+    val problems = reopened.mediaProblems()
+    verify("the lost file is reported", problems.size == 1 && problems[0].reason.contains("missing")) { "$problems" }
+    val lossyUploads = UploadsState(reopened)
+    eventually("the status line asks for attention") { lossyUploads.line.contains("1 upload needs attention") }
+    verify("retry puts the set-aside item back in line", lossyUploads.retrySetAside() == 1)
+    eventually("nothing is set aside after the retry") { lossyUploads.progress.value?.queue?.setAsideItems == 0uL }
+    lossyUploads.close()
+    reopened.shutdown()
+
     // Backgrounding: suspend lets go of the file, resume carries on.
     driver.startBackgroundSync(60_000uL)
     driver.suspend()
@@ -331,6 +514,7 @@ fun crewDay(server: Server, dir: File) = runBlocking<Unit> {
     verify("offline pauses background sync", driver.syncStatus().paused)
     driver.setNetworkType(NetworkType.WIFI)
     verify("back online resumes it", !driver.syncStatus().paused)
+    verify("the Wi-Fi hint is kept", driver.networkType() == NetworkType.WIFI)
 
     // Evening: sign out.
     verify("sign-out is confirmed by the server", driver.signOut())

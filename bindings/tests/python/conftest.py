@@ -70,6 +70,17 @@ def http(url, method="GET", token=None, body=None):
         return e.code, e.read().decode(errors="replace")
 
 
+def http_bytes(url, token):
+    """GET raw bytes: (status, body)."""
+    request = urllib.request.Request(url)
+    request.add_header("authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 class Server:
     """A crewsync-server process with its own data directory and port."""
 
@@ -139,6 +150,10 @@ class Dispatcher:
                               self.token)
         assert status == 200, answer
 
+    def media(self, media_id):
+        """The original bytes the server holds: (status, bytes)."""
+        return http_bytes(f"{self.url}/v1/media/{media_id}", self.token)
+
     def journey(self, journey):
         status, answer = http(f"{self.url}/v1/journeys/{journey}", token=self.token)
         assert status == 200, answer
@@ -183,6 +198,11 @@ class StatusRecorder(Recorder, ffi.SyncStatusObserver):
 class JourneyRecorder(Recorder, ffi.JourneyObserver):
     def on_journey(self, journey, rejected):
         self.add(journey, rejected)
+
+
+class UploadRecorder(Recorder, ffi.UploadProgressObserver):
+    def on_progress(self, progress):
+        self.add(progress)
 
 
 @pytest.fixture
