@@ -58,6 +58,19 @@ pub fn short(id: &str) -> String {
     tail.into_iter().rev().collect()
 }
 
+/// A JSON value for a table cell (strings unquoted, long ones cut).
+pub fn value(value: &serde_json::Value) -> String {
+    let text = match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(59).collect::<String>())
+    } else {
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,18 +82,5 @@ mod tests {
         assert_eq!(short(a), "9c0879b2");
         assert_ne!(short(a), short(b));
         assert_eq!(short("abc"), "abc");
-    }
-}
-
-/// A JSON value for a table cell (strings unquoted, long ones cut).
-pub fn value(value: &serde_json::Value) -> String {
-    let text = match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    if text.chars().count() > 60 {
-        format!("{}…", text.chars().take(59).collect::<String>())
-    } else {
-        text
     }
 }
