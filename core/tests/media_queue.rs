@@ -393,3 +393,61 @@ fn orphans_are_removed_and_broken_rows_reported_at_open_and_done_files_purged() 
     assert!(!a_original.path.exists());
     assert_eq!(store.upload_queue().unwrap().len(), 3);
 }
+
+/// A capture the server refused is rebuilt out of the journey, so the server will
+/// never hold its entry: its items are set aside with the reason instead of waiting
+/// for `entry_not_synced` to clear forever. A capture merely not synced yet keeps
+/// waiting (the control).
+#[test]
+fn files_of_a_refused_capture_are_set_aside_and_a_recorded_one_waits() {
+    let d = device_with(Role::Driver, options());
+    let j = crew_journey(&d, &[]);
+    sync_outbox(&d.store);
+    let kept = d
+        .store
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(64, 48, 1)),
+            CaptureInfo::default(),
+        )
+        .unwrap();
+    sync_outbox(&d.store);
+    let refused = d
+        .store
+        .capture_photo(
+            j,
+            MediaSource::Bytes(jpeg(80, 60, 2)),
+            CaptureInfo::default(),
+        )
+        .unwrap();
+    let capture = d.store.outbox(10).unwrap();
+    assert_eq!(capture.len(), 1, "the second capture is one unsent change");
+    d.store
+        .reject_local_changes(&[(capture[0].hash, "not allowed: test".into())])
+        .unwrap();
+    assert!(
+        d.store
+            .journey(j)
+            .unwrap()
+            .media
+            .iter()
+            .all(|m| m.id != refused.id)
+    );
+
+    let items = d.store.upload_queue().unwrap();
+    for item in &items {
+        let set_aside = d.store.set_aside_if_unrecorded(&item.item_id).unwrap();
+        assert_eq!(set_aside, item.media_id == refused.id, "{item:?}");
+    }
+    for item in d.store.upload_queue().unwrap() {
+        if item.media_id == refused.id {
+            assert_eq!(item.state, ItemState::SetAside, "{item:?}");
+            assert!(item.last_error.unwrap().contains("refused the change"));
+        } else {
+            assert_eq!(item.media_id, kept.id);
+            assert_eq!(item.state, ItemState::Pending, "{item:?}");
+        }
+    }
+    let progress = d.store.media_progress().unwrap();
+    assert_eq!((progress.pending_items, progress.set_aside_items), (2, 2));
+}

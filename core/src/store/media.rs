@@ -580,6 +580,35 @@ impl DeviceStore {
         )
     }
 
+    /// Sets an item aside if its journey no longer records its media: the server
+    /// refused the change that captured it (and the device rebuilt the journey
+    /// without it), or the journey left this device. The server would answer
+    /// `entry_not_synced` to such an item forever. Returns whether it did.
+    pub fn set_aside_if_unrecorded(&self, item_id: &str) -> Result<bool> {
+        let mut writer = self.lock_writer()?;
+        let item = media_queue::get(&writer.conn, &self.media_dir, item_id)?;
+        let recorded = match writer.load(item.journey_id, &self.actor) {
+            Ok(cached) => cached
+                .doc
+                .view()?
+                .media
+                .iter()
+                .any(|m| m.id == item.media_id),
+            Err(Error::UnknownJourney(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if recorded {
+            return Ok(false);
+        }
+        media_queue::set_aside(
+            &writer.conn,
+            item_id,
+            "the journey no longer records this file: the server refused the change that \
+             captured it (see the journey's rejected changes), or the journey left this device",
+        )?;
+        Ok(true)
+    }
+
     /// Puts a set-aside item back in line (after the crew or support looked).
     pub fn retry_upload(&self, item_id: &str) -> Result<()> {
         media_queue::retry(&self.lock_writer()?.conn, item_id)

@@ -67,7 +67,8 @@ pub struct MediaOutcome {
     pub bytes: u64,
     /// Items the server refused (each such attempt counted against the item).
     pub failed: u32,
-    /// Of those, items set aside after their last attempt.
+    /// Items set aside this round: refused on their last attempt, or no longer
+    /// recorded by their journey (the server refused the change that captured them).
     pub set_aside: u32,
     /// Items left for a later round because the server does not hold their
     /// journey entry yet (409 `entry_not_synced`); no attempt is counted.
@@ -701,7 +702,16 @@ impl SyncClient {
                         outcome.set_aside += 1;
                     }
                 }
-                Attempt::EntryNotSynced => outcome.waiting_for_entry += 1,
+                Attempt::EntryNotSynced => {
+                    // Waiting is right while the entry is on its way; an entry the
+                    // server refused never arrives, so that item is set aside.
+                    let (id, store) = (item.item_id.clone(), Arc::clone(&self.store));
+                    if run_blocking(move || store.set_aside_if_unrecorded(&id)).await? {
+                        outcome.set_aside += 1;
+                    } else {
+                        outcome.waiting_for_entry += 1;
+                    }
+                }
                 Attempt::Stop(error) => {
                     if refreshed && matches!(error, Error::Unauthorized(_)) {
                         // Refused with fresh tokens too: mark the account "sign in
