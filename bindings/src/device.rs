@@ -342,12 +342,8 @@ impl CrewDevice {
         path: String,
         info: CaptureInfo,
     ) -> Result<MediaRef> {
-        let journey: JourneyId = journey_id.parse()?;
-        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
-        self.write_off_thread(move |s| {
-            s.capture_photo(journey, MediaSource::Path(path.into()), info)
-        })
-        .await
+        self.capture(journey_id, MediaSource::Path(path.into()), info, false)
+            .await
     }
 
     /// [`capture_photo`](Self::capture_photo) from bytes the app holds.
@@ -357,9 +353,7 @@ impl CrewDevice {
         bytes: Vec<u8>,
         info: CaptureInfo,
     ) -> Result<MediaRef> {
-        let journey: JourneyId = journey_id.parse()?;
-        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
-        self.write_off_thread(move |s| s.capture_photo(journey, MediaSource::Bytes(bytes), info))
+        self.capture(journey_id, MediaSource::Bytes(bytes), info, false)
             .await
     }
 
@@ -371,12 +365,8 @@ impl CrewDevice {
         path: String,
         info: CaptureInfo,
     ) -> Result<MediaRef> {
-        let journey: JourneyId = journey_id.parse()?;
-        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
-        self.write_off_thread(move |s| {
-            s.capture_video(journey, MediaSource::Path(path.into()), info)
-        })
-        .await
+        self.capture(journey_id, MediaSource::Path(path.into()), info, true)
+            .await
     }
 
     /// Captures a signature: the strokes become a deterministic PNG whose SHA-256 is
@@ -646,6 +636,27 @@ impl CrewDevice {
         self.local_writes.send_modify(|n| *n = n.wrapping_add(1));
         self.sync.wake();
         Ok(done.into())
+    }
+
+    /// A photo (or, with `video`, a video) capture from `source`, off the caller's
+    /// thread.
+    async fn capture(
+        &self,
+        journey_id: String,
+        source: MediaSource,
+        info: CaptureInfo,
+        video: bool,
+    ) -> Result<MediaRef> {
+        let journey: JourneyId = journey_id.parse()?;
+        let info: crewsync_core::store::CaptureInfo = info.try_into()?;
+        self.write_off_thread(move |s| {
+            if video {
+                s.capture_video(journey, source, info)
+            } else {
+                s.capture_photo(journey, source, info)
+            }
+        })
+        .await
     }
 
     /// Runs `work` on the owned runtime; the caller's future only waits for it, so

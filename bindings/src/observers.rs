@@ -112,50 +112,26 @@ pub(crate) fn watch_journey(
     runtime: &tokio::runtime::Handle,
     store: Arc<DeviceStore>,
     journey: JourneyId,
-    mut local_writes: watch::Receiver<u64>,
-    mut status: watch::Receiver<CoreStatus>,
+    local_writes: watch::Receiver<u64>,
+    status: watch::Receiver<CoreStatus>,
     observer: Box<dyn JourneyObserver>,
 ) -> Arc<ObserverHandle> {
-    let cancelled = Arc::new(AtomicBool::new(false));
     let observer: Arc<dyn JourneyObserver> = Arc::from(observer);
-    let flag = Arc::clone(&cancelled);
-    let task = runtime.spawn(async move {
-        let mut last: Option<(Journey, Vec<RejectedChange>)> = None;
-        loop {
-            local_writes.borrow_and_update();
-            status.borrow_and_update();
-            let store = Arc::clone(&store);
-            let read = tokio::task::spawn_blocking(move || {
-                let view: Journey = store.journey(journey)?.into();
-                let rejected: Vec<RejectedChange> = store
-                    .rejected_changes(journey)?
-                    .into_iter()
-                    .map(Into::into)
-                    .collect();
-                Ok::<_, crewsync_core::Error>((view, rejected))
-            })
-            .await;
-            match read {
-                // Unchanged, unknown yet (it may arrive with a sync), or the store is
-                // suspended: nothing to say until the next change.
-                Ok(Ok(now)) if last.as_ref() != Some(&now) => {
-                    last = Some(now.clone());
-                    let observer = Arc::clone(&observer);
-                    let (view, rejected) = now;
-                    if !deliver(&flag, move || observer.on_journey(view, rejected)).await {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-            tokio::select! {
-                changed = local_writes.changed() => if changed.is_err() { return },
-                changed = status.changed() => if changed.is_err() { return },
-            }
-        }
-    });
-    handle(cancelled, task.abort_handle())
+    watch_store(
+        runtime,
+        local_writes,
+        status,
+        move |_| {
+            let view: Journey = store.journey(journey)?.into();
+            let rejected: Vec<RejectedChange> = store
+                .rejected_changes(journey)?
+                .into_iter()
+                .map(Into::into)
+                .collect();
+            Ok((view, rejected))
+        },
+        move |(view, rejected)| observer.on_journey(view, rejected),
+    )
 }
 
 /// Re-reads the upload queue after every local write (a capture) and every status
@@ -163,33 +139,56 @@ pub(crate) fn watch_journey(
 pub(crate) fn watch_uploads(
     runtime: &tokio::runtime::Handle,
     store: Arc<DeviceStore>,
-    mut local_writes: watch::Receiver<u64>,
-    mut status: watch::Receiver<CoreStatus>,
+    local_writes: watch::Receiver<u64>,
+    status: watch::Receiver<CoreStatus>,
     observer: Box<dyn UploadProgressObserver>,
 ) -> Arc<ObserverHandle> {
-    let cancelled = Arc::new(AtomicBool::new(false));
     let observer: Arc<dyn UploadProgressObserver> = Arc::from(observer);
+    watch_store(
+        runtime,
+        local_writes,
+        status,
+        move |status| {
+            Ok(UploadProgress {
+                queue: store.media_progress()?.into(),
+                uploading_media_id: uploading(status),
+                items: store.upload_queue()?.into_iter().map(Into::into).collect(),
+            })
+        },
+        move |now| observer.on_progress(now),
+    )
+}
+
+/// The loop behind the store observers: `read` (blocking SQLite, off the runtime's
+/// workers) after every local write and every sync status change, and `notify` with
+/// the result whenever it differs from the last one delivered. A read that fails
+/// (the journey is unknown yet, the store is suspended) waits for the next change.
+fn watch_store<T, R, N>(
+    runtime: &tokio::runtime::Handle,
+    mut local_writes: watch::Receiver<u64>,
+    mut status: watch::Receiver<CoreStatus>,
+    read: R,
+    notify: N,
+) -> Arc<ObserverHandle>
+where
+    T: PartialEq + Clone + Send + 'static,
+    R: Fn(&CoreStatus) -> crewsync_core::Result<T> + Send + Sync + 'static,
+    N: Fn(T) + Send + Sync + 'static,
+{
+    let cancelled = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&cancelled);
+    let (read, notify) = (Arc::new(read), Arc::new(notify));
     let task = runtime.spawn(async move {
-        let mut last: Option<UploadProgress> = None;
+        let mut last: Option<T> = None;
         loop {
             local_writes.borrow_and_update();
-            let uploading = uploading(&status.borrow_and_update());
-            let store = Arc::clone(&store);
-            let read = tokio::task::spawn_blocking(move || {
-                Ok::<_, crewsync_core::Error>(UploadProgress {
-                    queue: store.media_progress()?.into(),
-                    uploading_media_id: uploading,
-                    items: store.upload_queue()?.into_iter().map(Into::into).collect(),
-                })
-            })
-            .await;
-            match read {
-                // Unchanged, or the store is suspended: wait for the next change.
+            let current = status.borrow_and_update().clone();
+            let read = Arc::clone(&read);
+            match tokio::task::spawn_blocking(move || read(&current)).await {
                 Ok(Ok(now)) if last.as_ref() != Some(&now) => {
                     last = Some(now.clone());
-                    let observer = Arc::clone(&observer);
-                    if !deliver(&flag, move || observer.on_progress(now)).await {
+                    let notify = Arc::clone(&notify);
+                    if !deliver(&flag, move || notify(now)).await {
                         return;
                     }
                 }

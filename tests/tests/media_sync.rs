@@ -15,6 +15,8 @@
 //!   follows an upload round, the view stays stale).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -138,27 +140,13 @@ async fn world(chunk: u64) -> World {
         .await
         .unwrap()
         .access_token;
-    let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{url}/v1/journeys"))
-        .bearer_auth(&dispatcher)
-        .json(&json!({"date": chrono::Utc::now().date_naive(), "location_id": tenant.location.id, "truck_number": "T-7"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let journey: JourneyId = serde_json::from_value(created["id"].clone()).unwrap();
-    let status = http
-        .post(format!("{url}/v1/journeys/{journey}/crew"))
-        .bearer_auth(&dispatcher)
-        .json(&json!({"user_id": tenant.user(Role::Driver).id}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success(), "{status}");
+    let journey = common::plan_journey(
+        &url,
+        &dispatcher,
+        tenant.location.id,
+        tenant.user(Role::Driver).id,
+    )
+    .await;
     World {
         url,
         services,

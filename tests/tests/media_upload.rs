@@ -14,6 +14,8 @@
 //! the kill points. `CREWSYNC_SOAK=N` multiplies the trial counts.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,7 +33,7 @@ use crewsync_server::testing::TestTenant;
 use crewsync_tests::proxy::{Proxy, Shaping};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+
 use sha2::{Digest, Sha256};
 
 const CHUNK: u64 = 64 * 1024;
@@ -103,33 +105,19 @@ async fn world() -> World {
     let router = crewsync_server::router(services.clone());
     tokio::spawn(async move { axum::serve(listener, router).await });
     let direct = format!("http://{addr}");
-    let http = reqwest::Client::new();
     let dispatcher = tenant
         .sign_in(Role::Dispatcher, DeviceId::new())
         .await
         .unwrap();
     let device = DeviceId::new();
     let driver = tenant.sign_in(Role::Driver, device).await.unwrap();
-    let created: Value = http
-        .post(format!("{direct}/v1/journeys"))
-        .bearer_auth(&dispatcher.access_token)
-        .json(&json!({"date": chrono::Utc::now().date_naive(), "location_id": tenant.location.id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let journey: JourneyId = serde_json::from_value(created["id"].clone()).unwrap();
-    let status = http
-        .post(format!("{direct}/v1/journeys/{journey}/crew"))
-        .bearer_auth(&dispatcher.access_token)
-        .json(&json!({"user_id": driver.user.id}))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert!(status.is_success());
+    let journey = common::plan_journey(
+        &direct,
+        &dispatcher.access_token,
+        tenant.location.id,
+        driver.user.id,
+    )
+    .await;
     World {
         direct,
         addr,

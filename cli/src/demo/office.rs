@@ -64,14 +64,14 @@ impl Office {
         self.tokens.user.location_id
     }
 
-    /// Sends `body` (if any) and returns the answer's JSON; a refusal is an error
+    /// Sends `body` (if any) and returns the answer's bytes; a refusal is an error
     /// naming the route and the server's words.
-    async fn call(
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<serde_json::Value>,
-    ) -> Result<serde_json::Value, DemoError> {
+    ) -> Result<Vec<u8>, DemoError> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.base))
@@ -81,16 +81,28 @@ impl Office {
         }
         let response = request.send().await.map_err(http)?;
         let status = response.status();
-        let text = response.text().await.map_err(http)?;
+        let bytes = response.bytes().await.map_err(http)?.to_vec();
         if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes);
             return Err(DemoError::Http(format!(
                 "{method} {path}: {status}: {text}"
             )));
         }
-        if text.is_empty() {
+        Ok(bytes)
+    }
+
+    /// [`send`](Self::send), reading the answer as JSON (`null` when empty).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, DemoError> {
+        let bytes = self.send(method, path, body).await?;
+        if bytes.is_empty() {
             return Ok(serde_json::Value::Null);
         }
-        serde_json::from_str(&text).map_err(http)
+        serde_json::from_slice(&bytes).map_err(http)
     }
 
     /// ADMIN: a new crew member at the office's location.
@@ -169,19 +181,7 @@ impl Office {
 
     /// The bytes of one delivered original.
     pub async fn media_bytes(&self, media: &str) -> Result<Vec<u8>, DemoError> {
-        let response = self
-            .http
-            .get(format!("{}/v1/media/{media}", self.base))
-            .bearer_auth(self.token())
-            .send()
+        self.send(reqwest::Method::GET, &format!("/v1/media/{media}"), None)
             .await
-            .map_err(http)?;
-        if !response.status().is_success() {
-            return Err(DemoError::Http(format!(
-                "GET /v1/media/{media}: {}",
-                response.status()
-            )));
-        }
-        Ok(response.bytes().await.map_err(http)?.to_vec())
     }
 }

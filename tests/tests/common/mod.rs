@@ -64,6 +64,7 @@ impl Backend {
     }
 }
 
+#[allow(unused_imports)]
 pub use crewsync_server::testing::TestDevice as Device;
 
 /// Polls `check` (bounded: 100 × 50 ms) until it holds.
@@ -75,4 +76,38 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("{what}: not within 5 s");
+}
+
+/// As a dispatcher (`token`) on the server at `url`: plans a journey for today at
+/// `location` and puts `crew` on it, as the office does before a crew's day.
+pub async fn plan_journey(
+    url: &str,
+    token: &str,
+    location: LocationId,
+    crew: crewsync_core::ids::UserId,
+) -> crewsync_core::ids::JourneyId {
+    let http = reqwest::Client::new();
+    let created: serde_json::Value = http
+        .post(format!("{url}/v1/journeys"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({
+            "date": chrono::Utc::now().date_naive(), "location_id": location, "truck_number": "T-7",
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let journey = serde_json::from_value(created["id"].clone()).unwrap();
+    let status = http
+        .post(format!("{url}/v1/journeys/{journey}/crew"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "user_id": crew }))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert!(status.is_success(), "{status}");
+    journey
 }
